@@ -1,0 +1,140 @@
+"""Eager validation of user options: clear errors before anything is traced."""
+
+from __future__ import annotations
+
+import numbers
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+METHODS = ("singlestep", "multistep", "singlestep_fixed", "adaptive")
+ALGORITHM_TYPES = ("dpmsolver", "dpmsolver++")
+SKIP_TYPES = ("time_uniform", "logSNR", "time_quadratic")
+SOLVER_TYPES = ("dpmsolver", "taylor")
+MODEL_TYPES = ("noise", "x_start", "v", "score")
+GUIDANCE_TYPES = ("uncond", "classifier", "classifier-free")
+MULTISTEP3_VARIANTS = ("reference", "third_order")
+
+
+def check_choice(name: str, value, allowed) -> None:
+    if not isinstance(value, str) or value not in allowed:
+        raise ValueError(f"`{name}` must be one of {', '.join(map(repr, allowed))}; got {value!r}.")
+
+
+def check_int(name: str, value, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"`{name}` must be an int, got {type(value).__name__} {value!r}.")
+    if value < minimum:
+        raise ValueError(f"`{name}` must be >= {minimum}, got {value}.")
+    return int(value)
+
+
+def check_bool(name: str, value) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"`{name}` must be a bool, got {type(value).__name__} {value!r}.")
+    return bool(value)
+
+
+def check_positive(name: str, value, upper: float | None = None) -> None:
+    """A positive number (concrete values only; traced values pass)."""
+    if isinstance(value, jax.core.Tracer):
+        return
+    try:
+        v = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"`{name}` must be a number, got {type(value).__name__}.") from None
+    if v.ndim != 0 or not np.isfinite(v) or v <= 0 or (upper is not None and v > upper):
+        rng = f"in (0, {upper}]" if upper is not None else "> 0 and finite"
+        raise ValueError(f"`{name}` must be a scalar {rng}, got {value!r}.")
+
+
+def check_schedule(schedule) -> None:
+    from dpm_jax.schedules import Schedule
+
+    if not isinstance(schedule, Schedule):
+        raise TypeError(
+            "`noise_schedule` must be a dpm_jax.schedules.Schedule (from schedules.discrete, "
+            f"vp_linear or vp_cosine), got {type(schedule).__name__}."
+        )
+
+
+def check_options(*, steps, order, method, algorithm_type, skip_type, solver_type,
+                  lower_order_final, denoise_to_zero) -> None:
+    """Static options of a run (DPM-Solver's option names)."""
+    check_choice("method", method, METHODS)
+    check_choice("algorithm_type", algorithm_type, ALGORITHM_TYPES)
+    check_choice("skip_type", skip_type, SKIP_TYPES)
+    check_choice("solver_type", solver_type, SOLVER_TYPES)
+    check_bool("lower_order_final", lower_order_final)
+    check_bool("denoise_to_zero", denoise_to_zero)
+    if isinstance(order, bool) or not isinstance(order, numbers.Integral):
+        raise TypeError(f"`order` must be an int in 1..3, got {type(order).__name__} {order!r}.")
+    if method == "adaptive":
+        if order not in (2, 3):
+            raise ValueError(f"`order` must be 2 or 3 for method='adaptive' "
+                             f"(DPM-Solver-12 / -23), got {order}.")
+        return
+    if order not in (1, 2, 3):
+        raise ValueError(f"`order` must be 1, 2 or 3, got {order}.")
+    check_int("steps", steps, 1)
+    if method in ("multistep", "singlestep_fixed") and steps < order:
+        raise ValueError(f"`steps` must be >= `order` for method={method!r}: got steps={steps}, "
+                         f"order={order}.")
+
+
+def check_times(schedule, t_start, t_end, direction: str | None):
+    """Resolves defaults and checks the time span; direction "down" (sample),
+    "up" (inverse) or None (either). Returns float (t_start, t_end)."""
+    t_min = 1.0 / schedule.total_N if schedule.is_discrete else 0.0
+    if direction == "up":
+        t_start = schedule.t_eps if t_start is None else t_start
+        t_end = schedule.T if t_end is None else t_end
+    else:
+        t_start = schedule.T if t_start is None else t_start
+        t_end = schedule.t_eps if t_end is None else t_end
+    out = []
+    for name, v in (("t_start", t_start), ("t_end", t_end)):
+        if isinstance(v, jax.core.Tracer):
+            raise TypeError(f"`{name}` must be a concrete number (it sets the plan on the host), "
+                            "got a traced value; build the plan outside jit.")
+        try:
+            v = float(v)
+        except (TypeError, ValueError):
+            raise TypeError(f"`{name}` must be a number, got {type(v).__name__}.") from None
+        lo = "[1/N, T]" if schedule.is_discrete else "(0, T]"
+        if not np.isfinite(v) or v > schedule.T * (1 + 1e-12) or v < t_min * (1 - 1e-12) or v <= 0:
+            raise ValueError(f"`{name}` must lie in the schedule's time range {lo} = "
+                             f"[{t_min:g}, {schedule.T:g}], got {v!r}.")
+        out.append(v)
+    t_start, t_end = out
+    if direction == "down" and not t_end < t_start:
+        raise ValueError(f"`t_end` must be < `t_start` for sampling, got t_start={t_start}, t_end={t_end}.")
+    if direction == "up" and not t_start < t_end:
+        raise ValueError(f"`t_start` must be < `t_end` for inversion, got t_start={t_start}, t_end={t_end}.")
+    if t_start == t_end:
+        raise ValueError(f"`t_start` and `t_end` must differ, both are {t_start}.")
+    return t_start, t_end
+
+
+def check_state(name: str, x) -> None:
+    """The state must be a floating array with a batch axis."""
+    if not hasattr(x, "shape") or not hasattr(x, "dtype"):
+        raise TypeError(f"`{name}` must be an array, got {type(x).__name__}.")
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        raise TypeError(f"`{name}` must have a floating dtype, got {x.dtype}.")
+    if len(x.shape) < 1:
+        raise ValueError(f"`{name}` must have a leading batch axis, got shape {tuple(x.shape)}.")
+
+
+def check_corrector(correcting_x0_fn, thresholding_max_val, dynamic_thresholding_ratio) -> None:
+    if correcting_x0_fn is None or callable(correcting_x0_fn):
+        pass
+    elif isinstance(correcting_x0_fn, str):
+        check_choice("correcting_x0_fn", correcting_x0_fn, ("dynamic_thresholding",))
+    else:
+        raise TypeError("`correcting_x0_fn` must be None, 'dynamic_thresholding' or a function "
+                        f"f(x0, t) -> x0, got {type(correcting_x0_fn).__name__}.")
+    if correcting_x0_fn == "dynamic_thresholding":
+        check_positive("thresholding_max_val", thresholding_max_val)
+        check_positive("dynamic_thresholding_ratio", dynamic_thresholding_ratio, upper=1.0)

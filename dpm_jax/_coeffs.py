@@ -1,0 +1,172 @@
+"""Coefficients of the DPM-Solver(++) updates as linear combinations.
+
+Every update maps the anchor state x_s and model values M_j to
+
+    x_t = ratio * x_s - scale_t * (phi_1 M_s + correction),      (*)
+
+a linear combination whose scalars depend only on the schedule at the times
+involved. With ``h = lambda_t - lambda_s`` and ``hh = h`` for DPM-Solver (M = eps,
+noise prediction; ``ratio = alpha_t / alpha_s``, ``scale = sigma``) and ``hh = -h``
+for DPM-Solver++ (M = x0, data prediction; ``ratio = sigma_t / sigma_s``,
+``scale = alpha``), the phi functions are
+
+    phi_1 = expm1(hh),  phi_2 = phi_1 / hh - 1,  phi_3 = phi_2 / hh - 1/2.
+
+(DPM-Solver eqs. (3.7)-(3.8) and Alg. 1-3 of arXiv 2206.00927; DPM-Solver++
+eqs. (3.4)-(3.5) and Alg. 1-2 of arXiv 2211.01095; with these signs the two
+families share one form.) The functions here return ``(ratio, {key: coef})``,
+the coefficient of x_s and of each model value (keys name the values), and work
+on NumPy float64 (the host plan) and on jax scalars (the adaptive solver).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Lin = dict  # {key: coefficient}: a linear combination of model values
+
+
+class Point(NamedTuple):
+    """Schedule quantities at one time: log alpha, sigma, lambda."""
+
+    log_alpha: Any
+    sigma: Any
+    lam: Any
+
+
+def point(schedule, t) -> Point:
+    """Evaluates the schedule at t (NumPy float64 or jax)."""
+    xp = jnp if isinstance(t, jax.Array) else np
+    log_alpha = schedule.marginal_log_alpha(t)
+    sigma = xp.sqrt(1.0 - xp.exp(2.0 * log_alpha))
+    return Point(log_alpha, sigma, log_alpha - xp.log(sigma))
+
+
+def _xp(v):
+    return jnp if isinstance(v, jax.Array) else np
+
+
+def _phis(hh):
+    xp = _xp(hh)
+    phi_1 = xp.expm1(hh)
+    phi_2 = phi_1 / hh - 1.0
+    phi_3 = phi_2 / hh - 0.5
+    return phi_1, phi_2, phi_3
+
+
+def _ratio_scale(data: bool, s: Point, t: Point):
+    xp = _xp(t.log_alpha)
+    if data:
+        return t.sigma / s.sigma, xp.exp(t.log_alpha)
+    return xp.exp(t.log_alpha - s.log_alpha), t.sigma
+
+
+def _lin(*terms) -> Lin:
+    """Sum of (coef, Lin) terms."""
+    out: Lin = {}
+    for c, comb in terms:
+        for k, v in comb.items():
+            out[k] = out.get(k, 0.0) + c * v
+    return out
+
+
+def _update(data: bool, s: Point, t: Point, h, m_s_key, correction: Lin):
+    """(*) above: returns (ratio, Lin) for x_t = ratio x_s - scale_t (phi_1 M_s + correction)."""
+    ratio, scale = _ratio_scale(data, s, t)
+    phi_1 = _phis(-h if data else h)[0]
+    return ratio, _lin((-scale * phi_1, {m_s_key: 1.0}), (-scale, correction))
+
+
+def first_order(data: bool, s: Point, t: Point, h=None, m_s="s"):
+    """DDIM / DPM-Solver-1: x_t = ratio x_s - scale_t phi_1 M_s.
+
+    ``h`` defaults to lambda_t - lambda_s; an intermediate point of a singlestep
+    update passes r1 h (the point itself being t(lambda_s + r1 h)).
+    """
+    return _update(data, s, t, t.lam - s.lam if h is None else h, m_s, {})
+
+
+def singlestep_2(data: bool, s: Point, t: Point, r1, solver_type: str, keys=("s", "1")):
+    """Second-order singlestep update from M_s and M_1 = M(u_1, s_1), lambda_1 = lambda_s + r1 h.
+
+    correction = c (M_1 - M_s) with c = phi_1 / (2 r1) ("dpmsolver", DPM-Solver-2)
+    or c = phi_2 / r1 ("taylor").
+    """
+    h = t.lam - s.lam
+    phi_1, phi_2, _ = _phis(-h if data else h)
+    c = 0.5 * phi_1 / r1 if solver_type == "dpmsolver" else phi_2 / r1
+    ks, k1 = keys
+    return _update(data, s, t, h, ks, {k1: c, ks: -c})
+
+
+def singlestep_3_mid(data: bool, s: Point, s2: Point, r1, r2, h, keys=("s", "1")):
+    """The second intermediate point of DPM-Solver-3 (any solver_type), s2 = t(lambda_s + r2 h):
+
+    u_2 = ratio(s, s2) x_s - scale_s2 (phi_1(r2 hh) M_s + (r2 / r1) phi_2(r2 hh) (M_1 - M_s)).
+    """
+    h2 = r2 * h
+    phi_2 = _phis(-h2 if data else h2)[1]
+    c = r2 / r1 * phi_2
+    ks, k1 = keys
+    return _update(data, s, s2, h2, ks, {k1: c, ks: -c})
+
+
+def singlestep_3(data: bool, s: Point, t: Point, r1, r2, solver_type: str, keys=("s", "1", "2")):
+    """Third-order singlestep update from M_s, M_1, M_2.
+
+    "dpmsolver": correction = phi_2 (M_2 - M_s) / r2.
+    "taylor": with d_i = (M_i - M_s) / r_i, E1 = (r2 d1 - r1 d2) / (r2 - r1),
+    E2 = 2 (d2 - d1) / (r2 - r1): correction = phi_2 E1 + phi_3 E2.
+    """
+    h = t.lam - s.lam
+    _, phi_2, phi_3 = _phis(-h if data else h)
+    ks, k1, k2 = keys
+    if solver_type == "dpmsolver":
+        corr = {k2: phi_2 / r2, ks: -phi_2 / r2}
+    else:
+        d1 = {k1: 1.0 / r1, ks: -1.0 / r1}
+        d2 = {k2: 1.0 / r2, ks: -1.0 / r2}
+        e1 = _lin((r2 / (r2 - r1), d1), (-r1 / (r2 - r1), d2))
+        e2 = _lin((2.0 / (r2 - r1), d2), (-2.0 / (r2 - r1), d1))
+        corr = _lin((phi_2, e1), (phi_3, e2))
+    return _update(data, s, t, h, ks, corr)
+
+
+def multistep_2(data: bool, p1: Point, p0: Point, t: Point, solver_type: str):
+    """Second-order multistep update from M_-1 (key -1) at p1 and M_0 (key 0) at p0.
+
+    r0 = (lambda_0 - lambda_-1) / h, D = (M_0 - M_-1) / r0;
+    correction = phi_1 D / 2 ("dpmsolver") or phi_2 D ("taylor").
+    """
+    h = t.lam - p0.lam
+    phi_1, phi_2, _ = _phis(-h if data else h)
+    r0 = (p0.lam - p1.lam) / h
+    c = (0.5 * phi_1 if solver_type == "dpmsolver" else phi_2) / r0
+    return _update(data, p0, t, h, 0, {0: c, -1: -c})
+
+
+def multistep_3(data: bool, p2: Point, p1: Point, p0: Point, t: Point, e2_weight: float = 1.0):
+    """Third-order multistep update from M_-2, M_-1, M_0 (keys -2, -1, 0).
+
+    d0 = (M_0 - M_-1) / r0, d1 = (M_-1 - M_-2) / r1, E1 = d0 + r0 / (r0 + r1) (d0 - d1),
+    E2 = (d0 - d1) / (r0 + r1); correction = phi_2 E1 + w phi_3 E2.
+
+    E1 ~ h M' and E2 ~ h^2 M''/2, while the exact integral of the second-order
+    Taylor term is phi_3 h^2 M''. The published update (DPM-Solver++ App. B, the
+    reference implementation) has w = 1, which leaves an O(h^3) local error: it
+    is formally a second-order method with a partial third-order correction.
+    w = 2 gives the third-order update.
+    """
+    h = t.lam - p0.lam
+    _, phi_2, phi_3 = _phis(-h if data else h)
+    r0 = (p0.lam - p1.lam) / h
+    r1 = (p1.lam - p2.lam) / h
+    d0 = {0: 1.0 / r0, -1: -1.0 / r0}
+    d1 = {-1: 1.0 / r1, -2: -1.0 / r1}
+    e1 = _lin((1.0 + r0 / (r0 + r1), d0), (-r0 / (r0 + r1), d1))
+    e2 = _lin((e2_weight / (r0 + r1), d0), (-e2_weight / (r0 + r1), d1))
+    return _update(data, p0, t, h, 0, _lin((phi_2, e1), (phi_3, e2)))

@@ -1,0 +1,164 @@
+"""The executor: one ``jax.lax.scan`` over the rows of a plan."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from dpm_jax import _checks
+from dpm_jax._plan import Plan
+from dpm_jax._wrapper import WrappedModel
+
+__all__ = ["SampleInfo", "execute_plan", "dynamic_thresholding"]
+
+
+class SampleInfo(NamedTuple):
+    """Diagnostics of a run.
+
+    Attributes:
+      nfe: model calls made (an int for fixed grids; a traced int32 for the
+        adaptive solver, whose NFE is known only after it ran).
+      intermediates: with ``return_intermediate=True``, the states (n, *x.shape):
+        multistep: the start and the state after every step; singlestep: the
+        state after every outer step; plus the denoised state with
+        ``denoise_to_zero``. Otherwise None.
+    """
+
+    nfe: Any
+    intermediates: Any = None
+
+
+def dynamic_thresholding(x0, t, max_val=1.0, ratio=0.995):
+    """Dynamic thresholding (Saharia et al. 2022, Imagen Sec. 2.3) of a data prediction.
+
+    Per sample b: ``q = max(quantile(|x0_b|, ratio), max_val)``, ``x0_b = clip(x0_b, -q, q) / q``
+    (always divided by q, as in the reference implementation).
+
+    >>> import jax.numpy as jnp
+    >>> dynamic_thresholding(jnp.array([[0.5, -3.0]]), 0.0, ratio=1.0).tolist()
+    [[0.1666666716337204, -1.0]]
+    """
+    del t
+    flat = jnp.abs(x0).reshape(x0.shape[0], -1)
+    q = jnp.quantile(flat, jnp.asarray(ratio, x0.dtype), axis=1)
+    q = jnp.maximum(q, jnp.asarray(max_val, x0.dtype)).reshape((-1,) + (1,) * (x0.ndim - 1))
+    return jnp.clip(x0, -q, q) / q
+
+
+class _Corrector(NamedTuple):
+    """Static description of the x0 corrector; its parameters travel separately (traced)."""
+
+    fn: Callable | None  # user function, or dynamic_thresholding, or None
+
+
+def make_corrector(correcting_x0_fn, thresholding_max_val, dynamic_thresholding_ratio):
+    """(static fn or None, traced params) for an x0 corrector option."""
+    _checks.check_corrector(correcting_x0_fn, thresholding_max_val, dynamic_thresholding_ratio)
+    if correcting_x0_fn == "dynamic_thresholding":
+        return dynamic_thresholding, (thresholding_max_val, dynamic_thresholding_ratio)
+    return correcting_x0_fn, ()
+
+
+def make_model_fn(model, algorithm_type: str, corrector: Callable | None, corr_params) -> Callable:
+    """M(x, t, t_input, alpha, sigma): eps for "dpmsolver"; the (corrected) data prediction
+    x0 = (x - sigma eps) / alpha for "dpmsolver++"."""
+    noise = model.noise if isinstance(model, WrappedModel) else (
+        lambda x, t, t_input, alpha, sigma: model(x, jnp.broadcast_to(t, (x.shape[0],))))
+
+    def fn(x, t, t_input, alpha, sigma):
+        eps = noise(x, t, t_input, alpha, sigma).astype(x.dtype)
+        if algorithm_type == "dpmsolver":
+            return eps
+        x0 = (x - sigma * eps) / alpha
+        return x0 if corrector is None else corrector(x0, t, *corr_params).astype(x.dtype)
+
+    return fn
+
+
+def _execute(model, x, plan: Plan, corr_params, *, corrector, return_intermediate: bool):
+    model_fn = make_model_fn(model, plan.algorithm_type, corrector, corr_params)
+    nb = plan.buffer_size
+    rows = dict(t=plan.t, t_input=plan.t_input, alpha=plan.alpha, sigma=plan.sigma,
+                a=plan.anchor_coef, b=plan.buffer_coef, new_anchor=plan.new_anchor)
+
+    def body(carry, row):
+        x_eval, x_anchor, buf = carry
+        m = model_fn(x_eval, row["t"], row["t_input"], row["alpha"], row["sigma"])
+        buf = (m,) + buf[:-1]
+        x_new = row["a"] * (x_anchor if plan.uses_anchor else x_eval)
+        for j in range(nb):
+            x_new = x_new + row["b"][j] * buf[j]
+        if plan.uses_anchor:
+            x_anchor = jnp.where(row["new_anchor"], x_new, x_anchor)
+        return (x_new, x_anchor, buf), (x_new if return_intermediate else None)
+
+    init = (x, x if plan.uses_anchor else None, tuple(jnp.zeros_like(x) for _ in range(nb)))
+    (x_out, _, _), ys = jax.lax.scan(body, init, rows)
+    correct_final = corrector is not None and plan.algorithm_type == "dpmsolver" and plan.denoise_to_zero
+    if correct_final:  # with noise prediction the corrector acts only on the final x0
+        x_out = corrector(x_out, plan.t[-1], *corr_params).astype(x.dtype)
+    inter = None
+    if return_intermediate:
+        inter = ys[plan.intermediate_rows]
+        if correct_final:
+            inter = inter.at[-1].set(x_out)
+        if plan.include_start:
+            inter = jnp.concatenate([x[None], inter], axis=0)
+    return x_out, inter
+
+
+_execute_jit = jax.jit(_execute, static_argnames=("corrector", "return_intermediate"))
+
+
+def is_traced(*trees) -> bool:
+    """Whether any leaf is a tracer (we are inside jit/vmap/grad of the caller)."""
+    return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(trees))
+
+
+def as_model(model):
+    """A pytree for the model: a WrappedModel as is, a plain function as a static Partial."""
+    if isinstance(model, WrappedModel):
+        return model
+    if not callable(model):
+        raise TypeError(f"`model` must be a callable model(x, t) -> eps (e.g. from "
+                        f"dpm_jax.model_wrapper), got {type(model).__name__}.")
+    return jax.tree_util.Partial(model)
+
+
+def execute_plan(
+    model,
+    x,
+    plan: Plan,
+    *,
+    correcting_x0_fn=None,
+    thresholding_max_val=1.0,
+    dynamic_thresholding_ratio=0.995,
+    return_intermediate: bool = False,
+):
+    """Runs a plan from :func:`dpm_jax.build_plan`: one ``lax.scan``, one model call per row.
+
+    The plan's coefficients are cast to ``x.dtype``; the result has x's shape,
+    dtype and sharding. Compiled programs are cached: a plan of the same length
+    and structure, a different guidance scale or thresholding value does not
+    recompile. Returns ``(x_out, SampleInfo)``.
+    """
+    if not isinstance(plan, Plan):
+        raise TypeError(f"`plan` must be a dpm_jax.Plan from build_plan(), got {type(plan).__name__}.")
+    _checks.check_state("x", x)
+    _checks.check_bool("return_intermediate", return_intermediate)
+    model = as_model(model)
+    if isinstance(model, WrappedModel):
+        model.check_batch(x)
+    corrector, corr_params = make_corrector(correcting_x0_fn, thresholding_max_val,
+                                            dynamic_thresholding_ratio)
+    if not isinstance(x, jax.Array):
+        x = jnp.asarray(x)
+    plan = plan.astype(x.dtype)
+    run = _execute if is_traced(x, model, plan, corr_params) else _execute_jit
+    x_out, inter = run(model, x, plan, corr_params, corrector=corrector,
+                       return_intermediate=bool(return_intermediate))
+    return x_out, SampleInfo(nfe=plan.nfe, intermediates=inter)

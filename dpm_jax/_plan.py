@@ -1,0 +1,296 @@
+"""Plans: every fixed-grid DPM-Solver run as a table of float64 coefficients.
+
+A plan has one row per model call. Row i evaluates the model at time ``t[i]`` on
+the current point ``x_eval``, pushes the result M_i into a ring buffer of the
+last few model values (slot 0 newest), and computes the next point
+
+    x_new = anchor_coef[i] * x_anchor + sum_j buffer_coef[i, j] * buffer[j].
+
+Where ``new_anchor[i]`` is set the row ends an outer step and x_new becomes the
+new anchor x_s; otherwise x_new is an intermediate point of a singlestep
+update. Warm-up steps, ``lower_order_final``, the singlestep order mix and
+``denoise_to_zero`` are all just rows (lower orders have zero coefficients).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import numpy as np
+
+from dpm_jax import _checks
+from dpm_jax import _coeffs as C
+from dpm_jax.schedules import Schedule
+
+__all__ = ["Plan", "build_plan", "time_grid", "singlestep_orders"]
+
+BUFFER = 3  # model values a row may combine (order 3 needs three)
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """A fixed-grid sampling run, planned on the host (a pytree of arrays).
+
+    Array fields (leading dimension R = number of model calls = NFE):
+      t: (R,) continuous time of each model call.
+      t_input: (R,) the time fed to the network (``schedule.time_input(t)``).
+      alpha, sigma: (R,) alpha_t and sigma_t at each call.
+      anchor_coef: (R,) coefficient of the anchor state.
+      buffer_coef: (R, buffer_size) coefficients of the buffered model values.
+      new_anchor: (R,) bool, the row ends an outer step.
+      intermediate_rows: (n,) int32, rows whose x_new is an intermediate state.
+
+    Static fields (part of the tree structure; changing them recompiles):
+      algorithm_type: "dpmsolver" (the buffer holds eps) or "dpmsolver++" (x0).
+      uses_anchor: False when every row ends a step (multistep), so the anchor
+        is the current point and need not be carried.
+      include_start: the intermediates begin with the starting state (multistep).
+      denoise_to_zero: the last row returns the data prediction.
+    """
+
+    t: Any
+    t_input: Any
+    alpha: Any
+    sigma: Any
+    anchor_coef: Any
+    buffer_coef: Any
+    new_anchor: Any
+    intermediate_rows: Any
+    algorithm_type: str = dataclasses.field(default="dpmsolver++", metadata=dict(static=True))
+    uses_anchor: bool = dataclasses.field(default=False, metadata=dict(static=True))
+    include_start: bool = dataclasses.field(default=False, metadata=dict(static=True))
+    denoise_to_zero: bool = dataclasses.field(default=False, metadata=dict(static=True))
+
+    @property
+    def nfe(self) -> int:
+        """Number of model calls (rows)."""
+        return int(np.shape(self.t)[0])
+
+    @property
+    def buffer_size(self) -> int:
+        return int(np.shape(self.buffer_coef)[1])
+
+    def astype(self, dtype) -> "Plan":
+        """The plan with its float arrays cast to ``dtype`` (NumPy on host, jax otherwise)."""
+        def cast(a, dt):
+            return a.astype(dt) if isinstance(a, jax.Array) else np.asarray(a, dt)
+
+        floats = {f: cast(getattr(self, f), dtype) for f in
+                  ("t", "t_input", "alpha", "sigma", "anchor_coef", "buffer_coef")}
+        return dataclasses.replace(self, **floats)
+
+
+_DATA_FIELDS = ["t", "t_input", "alpha", "sigma", "anchor_coef", "buffer_coef",
+                "new_anchor", "intermediate_rows"]
+_META_FIELDS = ["algorithm_type", "uses_anchor", "include_start", "denoise_to_zero"]
+jax.tree_util.register_dataclass(Plan, data_fields=_DATA_FIELDS, meta_fields=_META_FIELDS)
+
+
+def time_grid(schedule: Schedule, skip_type: str, t_start: float, t_end: float, n: int) -> np.ndarray:
+    """n + 1 times from t_start to t_end (either direction), float64.
+
+    "time_uniform": linspace(t_start, t_end); "logSNR": t(linspace(lambda(t_start),
+    lambda(t_end))); "time_quadratic": linspace(sqrt(t_start), sqrt(t_end))^2.
+    """
+    if skip_type == "logSNR":
+        lam = np.linspace(schedule.marginal_lambda(np.float64(t_start)),
+                          schedule.marginal_lambda(np.float64(t_end)), n + 1)
+        return schedule.inverse_lambda(lam)
+    if skip_type == "time_uniform":
+        return np.linspace(t_start, t_end, n + 1)
+    if skip_type == "time_quadratic":
+        return np.linspace(np.sqrt(t_start), np.sqrt(t_end), n + 1) ** 2
+    raise ValueError(f"skip_type must be one of {_checks.SKIP_TYPES}, got {skip_type!r}.")
+
+
+def singlestep_orders(steps: int, order: int) -> list[int]:
+    """Orders of the outer steps of DPM-Solver-fast using exactly ``steps`` model calls.
+
+    Order 3: K = steps // 3 + 1 steps, [3]*(K-2) + [2, 1] if steps % 3 == 0,
+    [3]*(K-1) + [1] if == 1, [3]*(K-1) + [2] if == 2 (DPM-Solver Sec. 3.4).
+    """
+    if order == 1:
+        return [1] * steps
+    if order == 2:
+        return [2] * (steps // 2) + [1] * (steps % 2)
+    k = steps // 3 + 1
+    return {0: [3] * (k - 2) + [2, 1], 1: [3] * (k - 1) + [1], 2: [3] * (k - 1) + [2]}[steps % 3]
+
+
+def multistep_orders(steps: int, order: int, lower_order_final: bool) -> list[int]:
+    """Order of each multistep step: warm-up 1..order-1, then ``order``; with
+    ``lower_order_final`` and steps < 10 the last steps drop to min(order, steps + 1 - k)
+    (the reference implementation's rule, threshold 10)."""
+    orders = []
+    for k in range(1, steps + 1):
+        if k < order:
+            orders.append(k)
+        elif lower_order_final and steps < 10:
+            orders.append(min(order, steps + 1 - k))
+        else:
+            orders.append(order)
+    return orders
+
+
+class _Rows:
+    """Accumulates plan rows; model values are keyed by their row index."""
+
+    def __init__(self, schedule: Schedule, data: bool):
+        self.schedule, self.data = schedule, data
+        self.t, self.anchor, self.coefs, self.new_anchor = [], [], [], []
+
+    def add(self, t_eval: float, anchor_coef, lin: dict, new_anchor: bool):
+        i = len(self.t)
+        coefs = np.zeros(BUFFER)
+        for key, c in lin.items():
+            slot = i - key
+            if not 0 <= slot < BUFFER:
+                raise AssertionError(f"internal: row {i} uses model value {key}")  # pragma: no cover
+            coefs[slot] += c
+        self.t.append(float(t_eval))
+        self.anchor.append(float(anchor_coef))
+        self.coefs.append(coefs)
+        self.new_anchor.append(bool(new_anchor))
+        return i
+
+
+def _point(schedule, t):
+    return C.point(schedule, np.float64(t))
+
+
+def _plan_multistep(rows: _Rows, ts, orders, solver_type, e2_weight):
+    pts = [_point(rows.schedule, t) for t in ts]
+    for k, o in enumerate(orders, start=1):
+        i = k - 1  # row i evaluates at ts[k-1] and steps to ts[k]
+        if o == 1:
+            a, lin = C.first_order(rows.data, pts[i], pts[k], m_s=0)
+        elif o == 2:
+            a, lin = C.multistep_2(rows.data, pts[i - 1], pts[i], pts[k], solver_type)
+        else:
+            a, lin = C.multistep_3(rows.data, pts[i - 2], pts[i - 1], pts[i], pts[k], e2_weight)
+        rows.add(ts[i], a, {key + i: c for key, c in lin.items()}, True)  # key 0 is row i
+
+
+def _inner_ratios(schedule, skip_type, s, t, order):
+    """r_i = (lambda(inner_i) - lambda(inner_0)) / (lambda(inner_-1) - lambda(inner_0))
+    on the skip_type grid with ``order`` intervals from s to t (reference rule)."""
+    lam = schedule.marginal_lambda(time_grid(schedule, skip_type, s, t, order))
+    h = lam[-1] - lam[0]
+    return [(lam[j] - lam[0]) / h for j in range(1, order)]
+
+
+def _plan_singlestep(rows: _Rows, ts, orders, skip_type, solver_type):
+    sch, data = rows.schedule, rows.data
+    for k, o in enumerate(orders):
+        s, t = float(ts[k]), float(ts[k + 1])
+        ps, pt = _point(sch, s), _point(sch, t)
+        h = pt.lam - ps.lam
+        if o == 1:
+            i = len(rows.t)
+            a, lin = C.first_order(data, ps, pt, m_s=i)
+            rows.add(s, a, lin, True)
+            continue
+        r = _inner_ratios(sch, skip_type, s, t, o)
+        s1 = float(sch.inverse_lambda(ps.lam + r[0] * h))
+        p1 = _point(sch, s1)
+        i = len(rows.t)
+        keys = {"s": i, "1": i + 1, "2": i + 2}
+        a, lin = C.first_order(data, ps, p1, h=r[0] * h, m_s="s")
+        rows.add(s, a, {keys[k_]: c for k_, c in lin.items()}, False)
+        if o == 2:
+            a, lin = C.singlestep_2(data, ps, pt, r[0], solver_type)
+            rows.add(s1, a, {keys[k_]: c for k_, c in lin.items()}, True)
+            continue
+        s2 = float(sch.inverse_lambda(ps.lam + r[1] * h))
+        p2 = _point(sch, s2)
+        a, lin = C.singlestep_3_mid(data, ps, p2, r[0], r[1], h)
+        rows.add(s1, a, {keys[k_]: c for k_, c in lin.items()}, False)
+        a, lin = C.singlestep_3(data, ps, pt, r[0], r[1], solver_type)
+        rows.add(s2, a, {keys[k_]: c for k_, c in lin.items()}, True)
+
+
+def build_plan(
+    schedule: Schedule,
+    steps: int = 20,
+    order: int = 2,
+    method: str = "multistep",
+    algorithm_type: str = "dpmsolver++",
+    skip_type: str = "time_uniform",
+    solver_type: str = "dpmsolver",
+    lower_order_final: bool = True,
+    denoise_to_zero: bool = False,
+    t_start: float | None = None,
+    t_end: float | None = None,
+    multistep3_variant: str = "reference",
+) -> Plan:
+    """Plans a fixed-grid DPM-Solver(++) run on the host, in float64.
+
+    ``t_start``/``t_end`` default to ``schedule.T``/``schedule.t_eps`` (sampling);
+    pass ``t_start < t_end`` to integrate upwards (inversion). Options as in
+    :func:`dpm_jax.sample`; ``method`` is "singlestep", "multistep" or
+    "singlestep_fixed". ``multistep3_variant`` selects the third-order multistep
+    update: "reference" (as published, formally second order) or "third_order"
+    (its second-difference term doubled, formally third order).
+
+    >>> import numpy as np
+    >>> from dpm_jax import schedules
+    >>> plan = build_plan(schedules.vp_linear(), steps=10, order=3, method="singlestep")
+    >>> plan.nfe
+    10
+    """
+    _checks.check_schedule(schedule)
+    t_start, t_end = _checks.check_times(schedule, t_start, t_end, None)
+    _checks.check_options(steps=steps, order=order, method=method, algorithm_type=algorithm_type,
+                          skip_type=skip_type, solver_type=solver_type,
+                          lower_order_final=lower_order_final, denoise_to_zero=denoise_to_zero)
+    _checks.check_choice("multistep3_variant", multistep3_variant, _checks.MULTISTEP3_VARIANTS)
+    if method == "adaptive":
+        raise ValueError("build_plan(): method='adaptive' chooses its grid on the fly and has no "
+                         "plan; call dpm_jax.sample(..., method='adaptive').")
+    data = algorithm_type == "dpmsolver++"
+    rows = _Rows(schedule, data)
+    if method == "multistep":
+        ts = time_grid(schedule, skip_type, t_start, t_end, steps)
+        _plan_multistep(rows, ts, multistep_orders(steps, order, lower_order_final), solver_type,
+                        2.0 if multistep3_variant == "third_order" else 1.0)
+    else:
+        if method == "singlestep":
+            orders = singlestep_orders(steps, order)
+            if skip_type == "logSNR":
+                ts = time_grid(schedule, skip_type, t_start, t_end, len(orders))
+            else:
+                ts = time_grid(schedule, skip_type, t_start, t_end, steps)[np.cumsum([0] + orders)]
+        else:  # singlestep_fixed
+            orders = [order] * (steps // order)
+            ts = time_grid(schedule, skip_type, t_start, t_end, len(orders))
+        _plan_singlestep(rows, ts, orders, skip_type, solver_type)
+    if denoise_to_zero:  # x0 = D(x, t_end): for noise prediction D = (x - sigma eps) / alpha
+        p = _point(schedule, t_end)
+        alpha = np.exp(p.log_alpha)
+        i = len(rows.t)
+        if data:
+            rows.add(t_end, 0.0, {i: 1.0}, True)
+        else:
+            rows.add(t_end, 1.0 / alpha, {i: -p.sigma / alpha}, True)
+    t = np.asarray(rows.t, np.float64)
+    p = C.point(schedule, t)
+    new_anchor = np.asarray(rows.new_anchor)
+    coefs = np.stack(rows.coefs)
+    used = np.nonzero(np.any(coefs != 0.0, axis=0))[0]
+    buffer_size = int(used.max()) + 1 if used.size else 1
+    return Plan(
+        t=t,
+        t_input=np.asarray(schedule.time_input(t), np.float64),
+        alpha=np.exp(p.log_alpha),
+        sigma=p.sigma,
+        anchor_coef=np.asarray(rows.anchor, np.float64),
+        buffer_coef=coefs[:, :buffer_size],
+        new_anchor=new_anchor,
+        intermediate_rows=np.nonzero(new_anchor)[0].astype(np.int32),
+        algorithm_type=algorithm_type,
+        uses_anchor=not bool(np.all(new_anchor)),
+        include_start=method == "multistep",
+        denoise_to_zero=bool(denoise_to_zero),
+    )
