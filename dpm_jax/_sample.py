@@ -22,7 +22,7 @@ def _solve(direction, model, x, noise_schedule, *, steps, order, method, algorit
            thresholding_max_val, dynamic_thresholding_ratio, atol, rtol, return_intermediate,
            return_info):
     _checks.check_schedule(noise_schedule)
-    _checks.check_state("x", x)
+    _checks.check_state("x_T" if direction == "down" else "x", x)
     _checks.check_options(steps=steps, order=order, method=method, algorithm_type=algorithm_type,
                           skip_type=skip_type, solver_type=solver_type,
                           lower_order_final=lower_order_final, denoise_to_zero=denoise_to_zero)

@@ -173,7 +173,7 @@ def vp_linear(beta_0: float = 0.1, beta_1: float = 20.0) -> Schedule:
 
     >>> s = vp_linear()
     >>> round(float(s.marginal_alpha(1.0)), 6)
-    0.006547
+    0.006572
     """
     beta_0, beta_1 = float(beta_0), float(beta_1)
     if not (beta_0 > 0.0 and beta_1 > beta_0 and np.isfinite(beta_1)):

@@ -1,0 +1,180 @@
+"""Behaviour of the public API: tracing, caching, transformations, outputs."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import dpm_jax
+from dpm_jax import problems, schedules
+
+SCHED = schedules.discrete(betas=np.linspace(1e-4, 0.02, 1000))
+GMM = problems.gmm_16d(seed=3, D=4)
+X_T = jnp.asarray(np.random.default_rng(0).normal(size=(5, 4)))
+
+
+def _counting_net(counter):
+    base = problems.noise_net(GMM, SCHED)
+
+    def net(x, t_input, cond=None, **kw):
+        counter.append(1)  # runs once per trace, not per call, inside jit
+        out = base(x, t_input)
+        return out if cond is None else out * (1.0 + 0.01 * cond[:, None])
+
+    return net
+
+
+def test_all_names_resolve():
+    for name in dpm_jax.__all__:
+        assert getattr(dpm_jax, name) is not None, name
+    for name in schedules.__all__:
+        assert getattr(schedules, name) is not None, name
+
+
+@pytest.mark.parametrize("method", ["singlestep", "singlestep_fixed", "multistep"])
+def test_model_traced_once_and_not_retraced(method):
+    calls = []
+    net = _counting_net(calls)
+    labels = jnp.arange(5) % 2
+    opts = dict(steps=9, order=3, method=method, skip_type="logSNR")
+
+    def wrap(scale):
+        return dpm_jax.model_wrapper(net, SCHED, guidance_type="classifier-free", condition=labels,
+                                     unconditional_condition=jnp.zeros_like(labels),
+                                     guidance_scale=scale)
+
+    x1, info = dpm_jax.sample(wrap(1.5), X_T, SCHED, return_info=True, **opts)
+    assert len(calls) == 1, f"model traced {len(calls)} times for {info.nfe} calls"
+    # Different t_end, guidance scale and thresholding: same program, no retrace.
+    x2 = dpm_jax.sample(wrap(4.0), X_T, SCHED, t_end=0.01, **opts)
+    x3 = dpm_jax.sample(wrap(4.0), X_T, SCHED, t_end=0.01, correcting_x0_fn="dynamic_thresholding",
+                        thresholding_max_val=2.0, **opts)
+    x4 = dpm_jax.sample(wrap(4.0), X_T, SCHED, t_end=0.01, correcting_x0_fn="dynamic_thresholding",
+                        thresholding_max_val=3.0, **opts)
+    assert len(calls) == 2  # the thresholded run is a new program, traced once
+    assert not np.allclose(x1, x2) and not np.allclose(x2, x3) and not np.allclose(x3, x4)
+    assert info.nfe == 9
+
+
+def test_plan_is_pytree_and_execute_does_not_recompile():
+    calls = []
+    model = dpm_jax.model_wrapper(_counting_net(calls), SCHED)
+    p1 = dpm_jax.build_plan(SCHED, steps=6, order=2, skip_type="logSNR")
+    p2 = dpm_jax.build_plan(SCHED, steps=6, order=2, skip_type="time_quadratic", t_end=0.005)
+    assert jax.tree_util.tree_structure(p1) == jax.tree_util.tree_structure(p2)
+    assert len(jax.tree_util.tree_leaves(p1)) == 8
+    y1, _ = dpm_jax.execute_plan(model, X_T, p1)
+    y2, _ = dpm_jax.execute_plan(model, X_T, p2)
+    assert len(calls) == 1 and not np.allclose(y1, y2)
+    np.testing.assert_allclose(y1, dpm_jax.sample(model, X_T, SCHED, steps=6, order=2,
+                                                   skip_type="logSNR"), rtol=0, atol=0)
+
+
+def test_jit_with_traced_parameters_matches_eager():
+    def net(params, x, t):
+        return problems.noise_net(GMM, SCHED)(x * params["s"], t)
+
+    @jax.jit
+    def generate(params, x_T):
+        model = dpm_jax.model_wrapper(lambda x, t: net(params, x, t), SCHED)
+        return dpm_jax.sample(model, x_T, SCHED, steps=7, order=3, method="singlestep")
+
+    params = {"s": jnp.float64(1.0)}
+    eager = dpm_jax.sample(dpm_jax.model_wrapper(lambda x, t: net(params, x, t), SCHED), X_T,
+                           SCHED, steps=7, order=3, method="singlestep")
+    np.testing.assert_allclose(generate(params, X_T), eager, rtol=1e-12, atol=1e-12)
+    # new parameter values: same compiled program, different result
+    other = generate({"s": jnp.float64(0.9)}, X_T)
+    assert generate._cache_size() == 1 and not np.allclose(other, eager)
+
+
+def test_vmap_and_disable_jit_match():
+    model = dpm_jax.model_wrapper(problems.noise_net(GMM, SCHED), SCHED)
+    opts = dict(steps=6, order=2, method="multistep", algorithm_type="dpmsolver++")
+    ref = dpm_jax.sample(model, X_T, SCHED, **opts)
+    stacked = jnp.stack([X_T, 2 * X_T])
+    out = jax.vmap(lambda x: dpm_jax.sample(model, x, SCHED, **opts))(stacked)
+    np.testing.assert_allclose(out[0], ref, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(out[1], dpm_jax.sample(model, 2 * X_T, SCHED, **opts), rtol=1e-12)
+    with jax.disable_jit():
+        eager = dpm_jax.sample(model, X_T, SCHED, **opts)
+    np.testing.assert_allclose(eager, ref, rtol=1e-12, atol=1e-12)
+
+
+def test_plain_callable_model_and_float32():
+    net = problems.noise_net(GMM, SCHED)
+
+    def model(x, t):  # continuous-time noise predictor, t of shape (B,)
+        assert t.shape == (x.shape[0],)
+        return net(x, SCHED.time_input(t))
+
+    x32 = X_T.astype(jnp.float32)
+    a = dpm_jax.sample(model, x32, SCHED, steps=8)
+    b = dpm_jax.sample(dpm_jax.model_wrapper(net, SCHED), x32, SCHED, steps=8)
+    assert a.dtype == jnp.float32 == b.dtype
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+
+
+def test_intermediates_shapes_and_last_state():
+    model = dpm_jax.model_wrapper(problems.noise_net(GMM, SCHED), SCHED)
+    x, info = dpm_jax.sample(model, X_T, SCHED, steps=7, order=3, method="multistep",
+                             return_intermediate=True, return_info=True)
+    assert info.intermediates.shape == (8,) + X_T.shape
+    np.testing.assert_array_equal(info.intermediates[0], X_T)
+    np.testing.assert_array_equal(info.intermediates[-1], x)
+    x, info = dpm_jax.sample(model, X_T, SCHED, steps=7, order=3, method="singlestep",
+                             denoise_to_zero=True, return_intermediate=True, return_info=True)
+    assert info.nfe == 8 and info.intermediates.shape == (4,) + X_T.shape  # orders [3, 3, 1] + x0
+    np.testing.assert_array_equal(info.intermediates[-1], x)
+
+
+def test_inverse_then_sample_round_trip():
+    """Encoding data to noise and decoding it back recovers the data (ODE is invertible)."""
+    model = dpm_jax.model_wrapper(problems.noise_net(GMM, SCHED), SCHED)
+    x0 = jnp.asarray(problems.gmm_sample(GMM, 5, seed=1))
+    opts = dict(steps=200, order=2, method="multistep", skip_type="logSNR")
+    x_T = dpm_jax.inverse(model, x0, SCHED, **opts)
+    back = dpm_jax.sample(model, x_T, SCHED, **opts)
+    assert float(jnp.max(jnp.abs(back - x0))) < 2e-3
+
+
+@pytest.mark.parametrize("order", [2, 3])
+def test_adaptive_nfe_is_a_value_and_inverse_direction(order):
+    model = dpm_jax.model_wrapper(problems.noise_net(GMM, SCHED), SCHED)
+    x, info = dpm_jax.sample(model, X_T, SCHED, method="adaptive", order=order, return_info=True)
+    assert isinstance(info.nfe, jax.Array) and int(info.nfe) % order == 0 and int(info.nfe) > 0
+    ref = dpm_jax.sample(model, X_T, SCHED, steps=300, order=3, method="multistep",
+                         skip_type="logSNR")
+    assert float(jnp.max(jnp.abs(x - ref))) < 0.05
+    # upwards: an adaptive inversion ends at T and agrees with a fine fixed-grid inversion
+    up = dpm_jax.inverse(model, ref, SCHED, method="adaptive", order=order, rtol=0.01, atol=1e-3)
+    up_ref = dpm_jax.inverse(model, ref, SCHED, steps=300, order=3, skip_type="logSNR")
+    assert float(jnp.max(jnp.abs(up - up_ref))) < 0.05
+
+
+def test_dynamic_thresholding_matches_numpy():
+    rng = np.random.default_rng(0)
+    x0 = rng.normal(size=(3, 2, 5)) * 2.0
+    got = dpm_jax.dynamic_thresholding(jnp.asarray(x0), 0.5, max_val=1.0, ratio=0.9)
+    q = np.maximum(np.quantile(np.abs(x0).reshape(3, -1), 0.9, axis=1), 1.0)[:, None, None]
+    np.testing.assert_allclose(got, np.clip(x0, -q, q) / q, rtol=1e-12)
+
+
+def test_schedules_host_and_device_agree():
+    t = np.linspace(0.002, 0.99, 17)
+    for s in (SCHED, schedules.vp_linear(), schedules.vp_cosine()):
+        for fn in ("marginal_log_alpha", "marginal_alpha", "marginal_std", "marginal_lambda"):
+            np.testing.assert_allclose(getattr(s, fn)(jnp.asarray(t)), getattr(s, fn)(t), rtol=1e-12)
+        lam = s.marginal_lambda(t)
+        np.testing.assert_allclose(s.inverse_lambda(lam), t, rtol=1e-9)
+        np.testing.assert_allclose(s.inverse_lambda(jnp.asarray(lam)), t, rtol=1e-9)
+        assert np.all(np.diff(lam) < 0)
+
+
+def test_alphas_cumprod_equals_betas():
+    betas = np.linspace(1e-4, 0.02, 1000)
+    a = schedules.discrete(alphas_cumprod=np.cumprod(1 - betas))
+    t = np.linspace(0.001, 1.0, 11)
+    np.testing.assert_allclose(a.marginal_lambda(t), SCHED.marginal_lambda(t), rtol=1e-10)

@@ -1,0 +1,118 @@
+"""Bad input fails early with a ValueError/TypeError that names the argument."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import dpm_jax
+from dpm_jax import schedules
+
+SCHED = schedules.discrete(betas=np.linspace(1e-4, 0.02, 1000))
+VP = schedules.vp_linear()
+X = jnp.zeros((2, 3))
+LABELS = jnp.array([0, 1])
+
+
+def net(x, t, cond=None):
+    return 0.1 * x
+
+
+MODEL = dpm_jax.model_wrapper(net, SCHED)
+
+
+def sample(**kw):
+    return dpm_jax.sample(kw.pop("model", MODEL), kw.pop("x", X), kw.pop("sched", SCHED), **kw)
+
+
+CASES = [
+    # (description, call, exception, text the message must contain)
+    ("unknown method", lambda: sample(method="foo"), ValueError, "method"),
+    ("unknown algorithm_type", lambda: sample(algorithm_type="dpm"), ValueError, "algorithm_type"),
+    ("unknown skip_type", lambda: sample(skip_type="uniform"), ValueError, "skip_type"),
+    ("unknown solver_type", lambda: sample(solver_type="foo"), ValueError, "solver_type"),
+    ("order 4", lambda: sample(order=4), ValueError, "order"),
+    ("order 0 singlestep", lambda: sample(order=0, method="singlestep"), ValueError, "order"),
+    ("order float", lambda: sample(order=2.0), TypeError, "order"),
+    ("adaptive order 1", lambda: sample(method="adaptive", order=1), ValueError, "order"),
+    ("multistep steps < order", lambda: sample(order=3, steps=2), ValueError, "steps"),
+    ("singlestep_fixed steps < order", lambda: sample(order=3, steps=2, method="singlestep_fixed"),
+     ValueError, "steps"),
+    ("steps 0", lambda: sample(steps=0, order=1), ValueError, "steps"),
+    ("steps float", lambda: sample(steps=10.0), TypeError, "steps"),
+    ("t_end 0", lambda: sample(t_end=0.0), ValueError, "t_end"),
+    ("t_end >= t_start", lambda: sample(t_start=0.5, t_end=0.6), ValueError, "t_end"),
+    ("t_start beyond T", lambda: sample(t_start=1.5), ValueError, "t_start"),
+    ("t_end below 1/N (discrete)", lambda: sample(t_end=1e-4), ValueError, "t_end"),
+    ("inverse t_start >= t_end", lambda: dpm_jax.inverse(MODEL, X, SCHED, t_start=0.5, t_end=0.2),
+     ValueError, "t_start"),
+    ("integer x_T", lambda: sample(x=jnp.zeros((2, 3), jnp.int32)), TypeError, "x_T"),
+    ("scalar x_T", lambda: sample(x=jnp.float32(1.0)), ValueError, "batch"),
+    ("list x_T", lambda: sample(x=[[1.0, 2.0]]), TypeError, "x_T"),
+    ("integer x for inverse", lambda: dpm_jax.inverse(MODEL, jnp.zeros((2, 3), jnp.int32), SCHED),
+     TypeError, "`x`"),
+    ("lower_order_final not bool", lambda: sample(lower_order_final=1), TypeError, "lower_order_final"),
+    ("denoise_to_zero not bool", lambda: sample(denoise_to_zero="yes"), TypeError, "denoise_to_zero"),
+    ("unknown corrector", lambda: sample(correcting_x0_fn="clip"), ValueError, "correcting_x0_fn"),
+    ("corrector not callable", lambda: sample(correcting_x0_fn=3), TypeError, "correcting_x0_fn"),
+    ("thresholding ratio > 1", lambda: sample(correcting_x0_fn="dynamic_thresholding",
+                                              dynamic_thresholding_ratio=1.5), ValueError,
+     "dynamic_thresholding_ratio"),
+    ("thresholding max_val <= 0", lambda: sample(correcting_x0_fn="dynamic_thresholding",
+                                                 thresholding_max_val=0.0), ValueError,
+     "thresholding_max_val"),
+    ("adaptive atol <= 0", lambda: sample(method="adaptive", atol=0.0), ValueError, "atol"),
+    ("adaptive rtol nan", lambda: sample(method="adaptive", rtol=float("nan")), ValueError, "rtol"),
+    ("adaptive intermediates", lambda: sample(method="adaptive", return_intermediate=True),
+     ValueError, "return_intermediate"),
+    ("unknown multistep3_variant", lambda: sample(multistep3_variant="exact"), ValueError,
+     "multistep3_variant"),
+    ("schedule wrong type", lambda: sample(sched="linear"), TypeError, "noise_schedule"),
+    ("schedule differs from the model's", lambda: sample(sched=VP), ValueError, "noise_schedule"),
+    ("model not callable", lambda: sample(model=3), TypeError, "model"),
+    ("unknown model_type", lambda: dpm_jax.model_wrapper(net, SCHED, model_type="eps"), ValueError,
+     "model_type"),
+    ("unknown guidance_type", lambda: dpm_jax.model_wrapper(net, SCHED, guidance_type="cfg"),
+     ValueError, "guidance_type"),
+    ("classifier without classifier_fn",
+     lambda: dpm_jax.model_wrapper(net, SCHED, guidance_type="classifier", condition=LABELS),
+     ValueError, "classifier_fn"),
+    ("classifier-free without condition",
+     lambda: dpm_jax.model_wrapper(net, SCHED, guidance_type="classifier-free"), ValueError,
+     "condition"),
+    ("condition batch mismatch", lambda: sample(model=dpm_jax.model_wrapper(
+        net, SCHED, guidance_type="classifier-free", condition=jnp.array([0, 1, 2]),
+        unconditional_condition=jnp.array([3, 3, 3]), guidance_scale=2.0)), ValueError, "condition"),
+    ("unconditional_condition shape mismatch", lambda: sample(model=dpm_jax.model_wrapper(
+        net, SCHED, guidance_type="classifier-free", condition=LABELS,
+        unconditional_condition=jnp.array([3]), guidance_scale=2.0)), ValueError,
+     "unconditional_condition"),
+    ("guidance_scale not finite", lambda: dpm_jax.model_wrapper(
+        net, SCHED, guidance_type="classifier-free", condition=LABELS, guidance_scale=float("inf")),
+     ValueError, "guidance_scale"),
+    ("model_kwargs not a dict", lambda: dpm_jax.model_wrapper(net, SCHED, model_kwargs=[1]), TypeError,
+     "model_kwargs"),
+    ("network output of the wrong shape", lambda: sample(model=dpm_jax.model_wrapper(
+        lambda x, t: x[:, :1], SCHED)), ValueError, "shape"),
+    ("discrete betas and alphas_cumprod", lambda: schedules.discrete(
+        betas=[0.1, 0.2], alphas_cumprod=[0.9, 0.7]), ValueError, "betas"),
+    ("discrete betas out of range", lambda: schedules.discrete(betas=[0.1, 1.2]), ValueError, "betas"),
+    ("discrete alphas_cumprod increasing", lambda: schedules.discrete(alphas_cumprod=[0.5, 0.9]),
+     ValueError, "alphas_cumprod"),
+    ("vp_linear beta_1 <= beta_0", lambda: schedules.vp_linear(1.0, 0.5), ValueError, "beta_1"),
+    ("build_plan adaptive", lambda: dpm_jax.build_plan(SCHED, method="adaptive", order=2), ValueError,
+     "adaptive"),
+    ("execute_plan without a plan", lambda: dpm_jax.execute_plan(MODEL, X, {"t": 1}), TypeError, "plan"),
+]
+
+
+@pytest.mark.parametrize("call, exc, text", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_input_raises_naming_the_argument(call, exc, text):
+    with pytest.raises(exc) as info:
+        call()
+    assert text in str(info.value), str(info.value)
+
+
+def test_enough_cases():
+    assert len(CASES) >= 20
