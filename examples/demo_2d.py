@@ -10,7 +10,7 @@ runs
   algorithm_type="dpmsolver"``) with ``--steps`` model calls,
 * DPM-Solver++(2M) (``order=2, method="multistep", algorithm_type="dpmsolver++"``)
   with ``--steps`` model calls,
-* a 200-step DPM-Solver++(2M) reference (the ODE solution, to ~1e-3),
+* a 200-step DPM-Solver++(2M) reference (the ODE solution to an RMS error of ~1e-3),
 
 all on the same time grid, ``--skip_type`` (default "logSNR": uniform in the
 half log-SNR, which the reference implementation recommends for low-resolution
