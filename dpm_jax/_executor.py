@@ -8,6 +8,7 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.extend import core as jex_core
 
 from dpm_jax import _checks
 from dpm_jax._plan import Plan
@@ -74,25 +75,76 @@ def make_model_fn(model, algorithm_type: str, corrector: Callable | None, corr_p
     return fn
 
 
-def _execute(model, x, plan: Plan, corr_params, *, corrector, return_intermediate: bool):
-    model_fn = make_model_fn(model, plan.algorithm_type, corrector, corr_params)
-    nb = plan.buffer_size
-    rows = dict(t=plan.t, t_input=plan.t_input, alpha=plan.alpha, sigma=plan.sigma,
-                a=plan.anchor_coef, b=plan.buffer_coef, new_anchor=plan.new_anchor)
+def _row_body(model_fn, w: int, return_intermediate: bool):
+    """One row of the scan, in transposed form. Row i computes M_i = M(x_i, t_i) and
+
+        x_{i+1} = x_coef[i] x_i + m_coef[i, 0] M_i + P_1,
+        P_j    <- m_coef[i + j, j] M_i + P_{j+1}     (j = 1 .. W-1, P_W = 0),
+
+    where P_j holds the contributions of the model values so far to the output j
+    rows ahead. Every carried array is rewritten by one elementwise expression:
+    no history buffer is shifted or indexed, and XLA fuses the solver's
+    arithmetic with the model's last operations (and, unrolled, across rows).
+    """
 
     def body(carry, row):
-        x_eval, x_anchor, buf = carry
-        m = model_fn(x_eval, row["t"], row["t_input"], row["alpha"], row["sigma"])
-        buf = (m,) + buf[:-1]
-        x_new = row["a"] * (x_anchor if plan.uses_anchor else x_eval)
-        for j in range(nb):
-            x_new = x_new + row["b"][j] * buf[j]
-        if plan.uses_anchor:
-            x_anchor = jnp.where(row["new_anchor"], x_new, x_anchor)
-        return (x_new, x_anchor, buf), (x_new if return_intermediate else None)
+        x_i, partial = carry
+        m = model_fn(x_i, row["t"], row["t_input"], row["alpha"], row["sigma"])
+        x_next = row["xc"] * x_i + row["mc"][0] * m
+        if w > 1:
+            x_next = x_next + partial[0]
+            partial = tuple(row["mc"][j] * m + (partial[j] if j < w - 1 else 0.0)
+                            for j in range(1, w))
+        return (x_next, partial), (x_next if return_intermediate else None)
 
-    init = (x, x if plan.uses_anchor else None, tuple(jnp.zeros_like(x) for _ in range(nb)))
-    (x_out, _, _), ys = jax.lax.scan(body, init, rows)
+    return body
+
+
+def _is_cheap(closed_jaxpr) -> bool:
+    """True if the traced row has no matrix product or convolution anywhere."""
+    heavy = ("dot_general", "conv_general_dilated")
+    stack = [closed_jaxpr.jaxpr]
+    while stack:
+        jaxpr = stack.pop()
+        for eqn in jaxpr.eqns:
+            if eqn.primitive.name in heavy:
+                return False
+            for sub in jex_core.jaxprs_in_params(eqn.params):
+                stack.append(sub)
+    return True
+
+
+def _execute(model, x, plan: Plan, corr_params, *, corrector, return_intermediate: bool,
+             unroll="auto"):
+    """One ``lax.scan`` over the plan's rows (see ``_row_body``); the model is traced once.
+
+    ``unroll="auto"`` unrolls two rows per loop iteration when the model is
+    cheap (no matrix products or convolutions): the solver's arithmetic is then
+    comparable to the model's, and fusing two rows halves the loop's memory
+    passes, while compile time, small for such a model, hardly grows. A model
+    with matrix products or convolutions dominates the run time and its compile
+    time would double, so it gets ``unroll=1``.
+    """
+    model_fn = make_model_fn(model, plan.algorithm_type, corrector, corr_params)
+    w, r = plan.window, plan.nfe
+    m_coef = jnp.asarray(plan.m_coef)
+    ahead = [jnp.concatenate([m_coef[j:, j], jnp.zeros((j,), m_coef.dtype)]) for j in range(w)]
+    rows = dict(t=plan.t, t_input=plan.t_input, alpha=plan.alpha, sigma=plan.sigma,
+                xc=plan.x_coef, mc=jnp.stack([m_coef[:, 0]] + ahead[1:], axis=1))
+    body = _row_body(model_fn, w, return_intermediate)
+    init = (x, tuple(jnp.zeros_like(x) for _ in range(w - 1)))
+    row0 = jax.tree_util.tree_map(lambda a: a[0], rows)
+    closed, out_shape = jax.make_jaxpr(body, return_shape=True)(init, row0)  # the only trace
+    if unroll == "auto":
+        unroll = 2 if _is_cheap(closed) else 1
+    traced_body = jex_core.jaxpr_as_fun(closed)
+    out_tree = jax.tree_util.tree_structure(out_shape)
+
+    def replay(carry, row):
+        flat = jax.tree_util.tree_leaves((carry, row))
+        return jax.tree_util.tree_unflatten(out_tree, traced_body(*flat))
+
+    (x_out, _), ys = jax.lax.scan(replay, init, rows, unroll=unroll)
     correct_final = corrector is not None and plan.algorithm_type == "dpmsolver" and plan.denoise_to_zero
     if correct_final:  # with noise prediction the corrector acts only on the final x0
         x_out = corrector(x_out, plan.t[-1], *corr_params).astype(x.dtype)
@@ -106,7 +158,7 @@ def _execute(model, x, plan: Plan, corr_params, *, corrector, return_intermediat
     return x_out, inter
 
 
-_execute_jit = jax.jit(_execute, static_argnames=("corrector", "return_intermediate"))
+_execute_jit = jax.jit(_execute, static_argnames=("corrector", "return_intermediate", "unroll"))
 
 
 def is_traced(*trees) -> bool:
@@ -133,6 +185,7 @@ def execute_plan(
     thresholding_max_val=1.0,
     dynamic_thresholding_ratio=0.995,
     return_intermediate: bool = False,
+    unroll="auto",
 ):
     """Runs a plan from :func:`dpm_jax.build_plan`: one ``lax.scan``, one model call per row.
 
@@ -154,6 +207,8 @@ def execute_plan(
         x = jnp.asarray(x)
     plan = plan.astype(x.dtype)
     run = _execute if is_traced(x, model, plan, corr_params) else _execute_jit
+    if unroll != "auto":
+        unroll = _checks.check_int("unroll", unroll, 1)
     x_out, inter = run(model, x, plan, corr_params, corrector=corrector,
-                       return_intermediate=bool(return_intermediate))
+                       return_intermediate=bool(return_intermediate), unroll=unroll)
     return x_out, SampleInfo(nfe=plan.nfe, intermediates=inter)

@@ -1,15 +1,17 @@
 """Plans: every fixed-grid DPM-Solver run as a table of float64 coefficients.
 
 A plan has one row per model call. Row i evaluates the model at time ``t[i]`` on
-the current point ``x_eval``, pushes the result M_i into a ring buffer of the
-last few model values (slot 0 newest), and computes the next point
+the current point x_i, giving M_i, and computes the next point
 
-    x_new = anchor_coef[i] * x_anchor + sum_j buffer_coef[i, j] * buffer[j].
+    x_{i+1} = x_coef[i] * x_i + sum_{j < W} m_coef[i, j] * M_{i-j}.
 
-Where ``new_anchor[i]`` is set the row ends an outer step and x_new becomes the
-new anchor x_s; otherwise x_new is an intermediate point of a singlestep
-update. Warm-up steps, ``lower_order_final``, the singlestep order mix and
-``denoise_to_zero`` are all just rows (lower orders have zero coefficients).
+Every DPM-Solver update is linear in its anchor x_s and a few model values.
+A singlestep step's later rows refer to the anchor, not to the current point;
+the planner rewrites them in terms of the current point (x_s = (x_i - L_i) / A_i,
+where x_i = A_i x_s + L_i is the previous row), so the executor carries only x
+and the last W <= 3 model values. Warm-up steps, ``lower_order_final``, the
+singlestep order mix and ``denoise_to_zero`` are all just rows (lower orders
+have zero coefficients).
 """
 
 from __future__ import annotations
@@ -37,15 +39,13 @@ class Plan:
       t: (R,) continuous time of each model call.
       t_input: (R,) the time fed to the network (``schedule.time_input(t)``).
       alpha, sigma: (R,) alpha_t and sigma_t at each call.
-      anchor_coef: (R,) coefficient of the anchor state.
-      buffer_coef: (R, buffer_size) coefficients of the buffered model values.
-      new_anchor: (R,) bool, the row ends an outer step.
-      intermediate_rows: (n,) int32, rows whose x_new is an intermediate state.
+      x_coef: (R,) weight of the current point x_i in x_{i+1}.
+      m_coef: (R, W) weight of the model value M_{i-j} in x_{i+1}.
+      intermediate_rows: (n,) int32, rows whose output is a state of the run
+        (the end of an outer step, or the denoised result).
 
     Static fields (part of the tree structure; changing them recompiles):
-      algorithm_type: "dpmsolver" (the buffer holds eps) or "dpmsolver++" (x0).
-      uses_anchor: False when every row ends a step (multistep), so the anchor
-        is the current point and need not be carried.
+      algorithm_type: "dpmsolver" (M = eps) or "dpmsolver++" (M = x0).
       include_start: the intermediates begin with the starting state (multistep).
       denoise_to_zero: the last row returns the data prediction.
     """
@@ -54,14 +54,12 @@ class Plan:
     t_input: Any
     alpha: Any
     sigma: Any
-    anchor_coef: Any
-    buffer_coef: Any
-    new_anchor: Any
+    x_coef: Any
+    m_coef: Any
     intermediate_rows: Any
-    algorithm_type: str = dataclasses.field(default="dpmsolver++", metadata=dict(static=True))
-    uses_anchor: bool = dataclasses.field(default=False, metadata=dict(static=True))
-    include_start: bool = dataclasses.field(default=False, metadata=dict(static=True))
-    denoise_to_zero: bool = dataclasses.field(default=False, metadata=dict(static=True))
+    algorithm_type: str = "dpmsolver++"
+    include_start: bool = False
+    denoise_to_zero: bool = False
 
     @property
     def nfe(self) -> int:
@@ -69,22 +67,21 @@ class Plan:
         return int(np.shape(self.t)[0])
 
     @property
-    def buffer_size(self) -> int:
-        return int(np.shape(self.buffer_coef)[1])
+    def window(self) -> int:
+        """W: how many model values (the current one included) a row combines."""
+        return int(np.shape(self.m_coef)[1])
 
     def astype(self, dtype) -> "Plan":
         """The plan with its float arrays cast to ``dtype`` (NumPy on host, jax otherwise)."""
-        def cast(a, dt):
-            return a.astype(dt) if isinstance(a, jax.Array) else np.asarray(a, dt)
+        def cast(a):
+            return a.astype(dtype) if isinstance(a, jax.Array) else np.asarray(a, dtype)
 
-        floats = {f: cast(getattr(self, f), dtype) for f in
-                  ("t", "t_input", "alpha", "sigma", "anchor_coef", "buffer_coef")}
-        return dataclasses.replace(self, **floats)
+        fields = ("t", "t_input", "alpha", "sigma", "x_coef", "m_coef")
+        return dataclasses.replace(self, **{f: cast(getattr(self, f)) for f in fields})
 
 
-_DATA_FIELDS = ["t", "t_input", "alpha", "sigma", "anchor_coef", "buffer_coef",
-                "new_anchor", "intermediate_rows"]
-_META_FIELDS = ["algorithm_type", "uses_anchor", "include_start", "denoise_to_zero"]
+_DATA_FIELDS = ["t", "t_input", "alpha", "sigma", "x_coef", "m_coef", "intermediate_rows"]
+_META_FIELDS = ["algorithm_type", "include_start", "denoise_to_zero"]
 jax.tree_util.register_dataclass(Plan, data_fields=_DATA_FIELDS, meta_fields=_META_FIELDS)
 
 
@@ -135,25 +132,50 @@ def multistep_orders(steps: int, order: int, lower_order_final: bool) -> list[in
 
 
 class _Rows:
-    """Accumulates plan rows; model values are keyed by their row index."""
+    """Accumulates rows as (time, {row: weight of its point}, {row: weight of its value})."""
 
     def __init__(self, schedule: Schedule, data: bool):
         self.schedule, self.data = schedule, data
-        self.t, self.anchor, self.coefs, self.new_anchor = [], [], [], []
+        self.t, self.x_lin, self.m_lin, self.ends_step = [], [], [], []
 
-    def add(self, t_eval: float, anchor_coef, lin: dict, new_anchor: bool):
+    def add(self, t_eval: float, anchor_coef, lin: dict, ends_step: bool, anchor_row=None):
+        """Row i = len(rows): x_{i+1} = anchor_coef * x_{anchor_row} + sum_k lin[k] * M_k."""
         i = len(self.t)
-        coefs = np.zeros(BUFFER)
-        for key, c in lin.items():
-            slot = i - key
-            if not 0 <= slot < BUFFER:
-                raise AssertionError(f"internal: row {i} uses model value {key}")  # pragma: no cover
-            coefs[slot] += c
         self.t.append(float(t_eval))
-        self.anchor.append(float(anchor_coef))
-        self.coefs.append(coefs)
-        self.new_anchor.append(bool(new_anchor))
+        self.x_lin.append({i if anchor_row is None else anchor_row: float(anchor_coef)})
+        self.m_lin.append({int(k): float(c) for k, c in lin.items()})
+        self.ends_step.append(bool(ends_step))
         return i
+
+    def tables(self):
+        """(x_coef (R,), m_coef (R, W)) with every row in terms of its current point.
+
+        Row r reads x_{k} = x_{anchor} (k <= r); walking forward with
+        x_k = (x_{k+1} - D_k . M) / c_k, where x_{k+1} = c_k x_k + D_k . M is
+        row k in its final form, leaves only x_r.
+        """
+        r_total = len(self.t)
+        c, d = [], []
+        for r in range(r_total):
+            ((k, coef_x),) = self.x_lin[r].items()
+            lin = dict(self.m_lin[r])
+            while k < r:
+                if c[k] == 0.0:
+                    raise AssertionError(f"internal: row {k} has no weight on its point")  # pragma: no cover
+                coef_x = coef_x / c[k]
+                for kk, v in d[k].items():
+                    lin[kk] = lin.get(kk, 0.0) - coef_x * v
+                k += 1
+            c.append(coef_x)
+            d.append(lin)
+        m_coef = np.zeros((r_total, BUFFER))
+        for r, lin in enumerate(d):
+            for k, v in lin.items():
+                if not 0 <= r - k < BUFFER:
+                    raise AssertionError(f"internal: row {r} reaches row {k}")  # pragma: no cover
+                m_coef[r, r - k] += v
+        used = [j for j in range(BUFFER) if np.any(m_coef[:, j])]
+        return np.asarray(c, np.float64), m_coef[:, : (max(used) + 1 if used else 1)]
 
 
 def _point(schedule, t):
@@ -195,20 +217,20 @@ def _plan_singlestep(rows: _Rows, ts, orders, skip_type, solver_type):
         r = _inner_ratios(sch, skip_type, s, t, o)
         s1 = float(sch.inverse_lambda(ps.lam + r[0] * h))
         p1 = _point(sch, s1)
-        i = len(rows.t)
+        i = len(rows.t)  # the step's first row: its point is the anchor x_s
         keys = {"s": i, "1": i + 1, "2": i + 2}
         a, lin = C.first_order(data, ps, p1, h=r[0] * h, m_s="s")
         rows.add(s, a, {keys[k_]: c for k_, c in lin.items()}, False)
         if o == 2:
             a, lin = C.singlestep_2(data, ps, pt, r[0], solver_type)
-            rows.add(s1, a, {keys[k_]: c for k_, c in lin.items()}, True)
+            rows.add(s1, a, {keys[k_]: c for k_, c in lin.items()}, True, anchor_row=i)
             continue
         s2 = float(sch.inverse_lambda(ps.lam + r[1] * h))
         p2 = _point(sch, s2)
         a, lin = C.singlestep_3_mid(data, ps, p2, r[0], r[1], h)
-        rows.add(s1, a, {keys[k_]: c for k_, c in lin.items()}, False)
+        rows.add(s1, a, {keys[k_]: c for k_, c in lin.items()}, False, anchor_row=i)
         a, lin = C.singlestep_3(data, ps, pt, r[0], r[1], solver_type)
-        rows.add(s2, a, {keys[k_]: c for k_, c in lin.items()}, True)
+        rows.add(s2, a, {keys[k_]: c for k_, c in lin.items()}, True, anchor_row=i)
 
 
 def build_plan(
@@ -276,21 +298,16 @@ def build_plan(
             rows.add(t_end, 1.0 / alpha, {i: -p.sigma / alpha}, True)
     t = np.asarray(rows.t, np.float64)
     p = C.point(schedule, t)
-    new_anchor = np.asarray(rows.new_anchor)
-    coefs = np.stack(rows.coefs)
-    used = np.nonzero(np.any(coefs != 0.0, axis=0))[0]
-    buffer_size = int(used.max()) + 1 if used.size else 1
+    x_coef, m_coef = rows.tables()
     return Plan(
         t=t,
         t_input=np.asarray(schedule.time_input(t), np.float64),
         alpha=np.exp(p.log_alpha),
         sigma=p.sigma,
-        anchor_coef=np.asarray(rows.anchor, np.float64),
-        buffer_coef=coefs[:, :buffer_size],
-        new_anchor=new_anchor,
-        intermediate_rows=np.nonzero(new_anchor)[0].astype(np.int32),
+        x_coef=x_coef,
+        m_coef=m_coef,
+        intermediate_rows=np.nonzero(rows.ends_step)[0].astype(np.int32),
         algorithm_type=algorithm_type,
-        uses_anchor=not bool(np.all(new_anchor)),
         include_start=method == "multistep",
         denoise_to_zero=bool(denoise_to_zero),
     )

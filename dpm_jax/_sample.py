@@ -20,7 +20,7 @@ def _solve(direction, model, x, noise_schedule, *, steps, order, method, algorit
            solver_type, lower_order_final, denoise_to_zero, t_start, t_end, multistep3_variant,
            correcting_x0_fn,
            thresholding_max_val, dynamic_thresholding_ratio, atol, rtol, return_intermediate,
-           return_info):
+           return_info, unroll):
     _checks.check_schedule(noise_schedule)
     _checks.check_state("x_T" if direction == "down" else "x", x)
     _checks.check_options(steps=steps, order=order, method=method, algorithm_type=algorithm_type,
@@ -61,7 +61,7 @@ def _solve(direction, model, x, noise_schedule, *, steps, order, method, algorit
         x_out, info = execute_plan(model, x, plan, correcting_x0_fn=correcting_x0_fn,
                                    thresholding_max_val=thresholding_max_val,
                                    dynamic_thresholding_ratio=dynamic_thresholding_ratio,
-                                   return_intermediate=return_intermediate)
+                                   return_intermediate=return_intermediate, unroll=unroll)
     return (x_out, info) if return_info else x_out
 
 
@@ -88,6 +88,7 @@ def sample(
     rtol: float = 0.05,
     return_intermediate: bool = False,
     return_info: bool = False,
+    unroll="auto",
 ):
     """Samples with DPM-Solver / DPM-Solver++ from ``x_T`` at ``t_start`` down to ``t_end``.
 
@@ -148,7 +149,7 @@ def sample(
                   correcting_x0_fn=correcting_x0_fn,
                   thresholding_max_val=thresholding_max_val,
                   dynamic_thresholding_ratio=dynamic_thresholding_ratio, atol=atol, rtol=rtol,
-                  return_intermediate=return_intermediate, return_info=return_info)
+                  return_intermediate=return_intermediate, return_info=return_info, unroll=unroll)
 
 
 def inverse(
@@ -174,6 +175,7 @@ def inverse(
     rtol: float = 0.05,
     return_intermediate: bool = False,
     return_info: bool = False,
+    unroll="auto",
 ):
     """Integrates the diffusion ODE upwards, data to noise (DDIM / DPM-Solver inversion).
 
@@ -195,4 +197,4 @@ def inverse(
                   correcting_x0_fn=correcting_x0_fn,
                   thresholding_max_val=thresholding_max_val,
                   dynamic_thresholding_ratio=dynamic_thresholding_ratio, atol=atol, rtol=rtol,
-                  return_intermediate=return_intermediate, return_info=return_info)
+                  return_intermediate=return_intermediate, return_info=return_info, unroll=unroll)
