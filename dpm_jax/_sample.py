@@ -125,6 +125,10 @@ def sample(
       atol, rtol: tolerances of the adaptive solver.
       return_intermediate: also return the intermediate states in ``info``.
       return_info: return ``(x, info)`` with ``info.nfe`` the model calls made.
+      unroll: rows per iteration of the compiled loop (an int >= 1), or "auto":
+        2 for cheap models (no matrix products or convolutions, where fusing
+        two rows halves the loop's memory traffic), 1 otherwise (compile time
+        grows with the unrolled body). The result does not depend on it.
 
     Returns:
       x0 (a jax array of x_T's shape and dtype), or ``(x0, SampleInfo)``.

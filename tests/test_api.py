@@ -178,3 +178,19 @@ def test_alphas_cumprod_equals_betas():
     a = schedules.discrete(alphas_cumprod=np.cumprod(1 - betas))
     t = np.linspace(0.001, 1.0, 11)
     np.testing.assert_allclose(a.marginal_lambda(t), SCHED.marginal_lambda(t), rtol=1e-10)
+
+
+def test_unroll_choices_agree_and_auto_detects_heavy_models():
+    from dpm_jax._executor import _is_cheap
+
+    model = dpm_jax.model_wrapper(problems.noise_net(GMM, SCHED), SCHED)
+    outs = [dpm_jax.sample(model, X_T, SCHED, steps=7, order=3, method="singlestep", unroll=u)
+            for u in ("auto", 1, 2, 3)]
+    for o in outs[1:]:
+        np.testing.assert_allclose(o, outs[0], rtol=1e-12, atol=1e-12)
+    cheap = jax.make_jaxpr(lambda x: jnp.tanh(x) * 2.0)(X_T)
+    matmul = jax.make_jaxpr(lambda x: jnp.tanh(x @ jnp.ones((4, 4))))(X_T)
+    nested = jax.make_jaxpr(lambda x: jax.jit(lambda y: y @ jnp.ones((4, 4)))(x) + 1.0)(X_T)
+    assert _is_cheap(cheap) and not _is_cheap(matmul) and not _is_cheap(nested)
+    with pytest.raises(ValueError, match="unroll"):
+        dpm_jax.sample(model, X_T, SCHED, steps=5, unroll=0)
