@@ -44,14 +44,15 @@ def _stage_tables(schedule, data: bool, order: int, solver_type: str, s, t, dtyp
     idx = {"s": 0, "1": 1, "2": 2}
 
     def vec(lin):
-        return jnp.stack([jnp.asarray(lin.get(k, 0.0), dtype) for k in list(idx)[:order]])
+        return jnp.stack([jnp.broadcast_to(jnp.asarray(lin.get(k, 0.0), dtype), jnp.shape(s))
+                          for k in list(idx)[:order]])
 
     a1, l1 = C.first_order(data, ps, pts[1], h=r[0] * h)
     mids = [(a1, l1)]
     if order == 3:
         mids.append(C.singlestep_3_mid(data, ps, pts[2], r[0], r[1], h))
     mids.append((jnp.zeros((), dtype), {}))  # after the last stage: unused
-    A = jnp.stack([jnp.asarray(a, dtype) for a, _ in mids])
+    A = jnp.stack([jnp.broadcast_to(jnp.asarray(a, dtype), jnp.shape(s)) for a, _ in mids])
     B = jnp.stack([vec(lin) for _, lin in mids])
     if order == 2:
         lower = C.first_order(data, ps, pt)
@@ -61,13 +62,27 @@ def _stage_tables(schedule, data: bool, order: int, solver_type: str, s, t, dtyp
         higher = C.singlestep_3(data, ps, pt, r[0], r[1], solver_type)
     lower = (jnp.asarray(lower[0], dtype), vec(lower[1]))
     higher = (jnp.asarray(higher[0], dtype), vec(higher[1]))
-    return jnp.stack([jnp.asarray(ti, dtype) for ti in times]), A, B, lower, higher
+    times = jnp.stack([jnp.broadcast_to(jnp.asarray(ti, dtype), jnp.shape(s)) for ti in times])
+    return times, A, B, lower, higher
+
+
+def _expand(a, x):
+    return a.reshape(a.shape + (1,) * (x.ndim - a.ndim))
 
 
 def adaptive_sample(model, x, schedule, corr_params, tols, *, algorithm_type: str, order: int,
-                    solver_type: str, corrector, denoise_to_zero: bool):
-    """Runs DPM-Solver-12/23 from tols = (t_start, t_end, atol, rtol); returns (x, nfe)."""
+                    solver_type: str, corrector, denoise_to_zero: bool, error_norm: str = "batch",
+                    batch_axis=None):
+    """Runs DPM-Solver-12/23 from tols = (t_start, t_end, atol, rtol); returns (x, nfe).
+
+    Times and step sizes are per sample, shape (B,). With ``error_norm="batch"``
+    (the reference) the error is the max over the batch (and over ``batch_axis``
+    with ``lax.pmax`` under ``shard_map``), so all samples share one step
+    sequence and ``nfe`` is a scalar; with ``"per_sample"`` each sample accepts
+    and sizes its own steps, finished samples idle, and ``nfe`` has shape (B,).
+    """
     dtype = x.dtype
+    b = x.shape[0]
     data = algorithm_type == "dpmsolver++"
     model_fn = make_model_fn(model, algorithm_type, corrector, corr_params)
     t_start, t_end, atol, rtol = (jnp.asarray(v, dtype) for v in tols)
@@ -87,35 +102,46 @@ def adaptive_sample(model, x, schedule, corr_params, tols, *, algorithm_type: st
             sigma = jnp.sqrt(1.0 - jnp.exp(2.0 * log_alpha))
             m = model_fn(u, tk, schedule.time_input(tk), alpha, sigma)
             buf = buf.at[k].set(m)
-            u = A[k] * x + jnp.tensordot(B[k], buf, axes=1)
+            u = _expand(A[k], x) * x + jnp.sum(_expand(B[k], buf) * buf, axis=0)
             return (u, buf), None
 
         buf0 = jnp.zeros((order,) + x.shape, dtype)
         (_, buf), _ = jax.lax.scan(stage, (x, buf0), jnp.arange(order))
-        x_lo = lower[0] * x + jnp.tensordot(lower[1], buf, axes=1)
-        x_hi = higher[0] * x + jnp.tensordot(higher[1], buf, axes=1)
+        x_lo = _expand(lower[0], x) * x + jnp.sum(_expand(lower[1], buf) * buf, axis=0)
+        x_hi = _expand(higher[0], x) * x + jnp.sum(_expand(higher[1], buf) * buf, axis=0)
         return t, x_lo, x_hi
+
+    def active(s):
+        return jnp.abs(s - t_end) > T_ERR
 
     def cond(state):
         x, x_prev, s, h, nfe, n = state
-        return (jnp.abs(s - t_end) > T_ERR) & (n < MAX_ATTEMPTS)
+        return jnp.any(active(s)) & (n < MAX_ATTEMPTS)
 
     def body(state):
         x, x_prev, s, h, nfe, n = state
+        live = active(s)
         t, x_lo, x_hi = attempt(x, s, h)
         delta = jnp.maximum(atol, rtol * jnp.maximum(jnp.abs(x_lo), jnp.abs(x_prev)))
-        err = ((x_hi - x_lo) / delta).reshape(x.shape[0], -1)
-        E = jnp.max(jnp.sqrt(jnp.mean(err**2, axis=1)))
-        accept = E <= 1.0
-        x = jnp.where(accept, x_hi, x)
-        x_prev = jnp.where(accept, x_lo, x_prev)
+        err = ((x_hi - x_lo) / delta).reshape(b, -1)
+        E = jnp.sqrt(jnp.mean(err**2, axis=1))  # (B,)
+        if error_norm == "batch":
+            E = jnp.max(E)
+            if batch_axis is not None:
+                E = jax.lax.pmax(E, batch_axis)
+            E = jnp.broadcast_to(E, (b,))
+        accept = (E <= 1.0) & live
+        x = jnp.where(_expand(accept, x), x_hi, x)
+        x_prev = jnp.where(_expand(accept, x), x_lo, x_prev)
         s = jnp.where(accept, t, s)
         factor = jnp.power(E, -1.0 / order).astype(jnp.float32).astype(dtype)
         remaining = jnp.abs(lam_end - schedule.marginal_lambda(s))
-        h = direction * jnp.minimum(THETA * jnp.abs(h) * factor, remaining)
-        return x, x_prev, s, h, nfe + order, n + 1
+        h = jnp.where(live, direction * jnp.minimum(THETA * jnp.abs(h) * factor, remaining), h)
+        return x, x_prev, s, h, nfe + order * live.astype(jnp.int32), n + 1
 
-    init = (x, x, t_start, direction * jnp.asarray(H_INIT, dtype), jnp.int32(0), jnp.int32(0))
+    s0 = jnp.full((b,), t_start, dtype)
+    h0 = jnp.full((b,), direction * H_INIT, dtype)
+    init = (x, x, s0, h0, jnp.zeros((b,), jnp.int32), jnp.int32(0))
     x, _, s, _, nfe, _ = jax.lax.while_loop(cond, body, init)
     if denoise_to_zero:
         log_alpha = schedule.marginal_log_alpha(t_end)
@@ -124,11 +150,11 @@ def adaptive_sample(model, x, schedule, corr_params, tols, *, algorithm_type: st
         x0_fn = make_model_fn(model, "dpmsolver++", corrector, corr_params)
         x = x0_fn(x, t_end, schedule.time_input(t_end), alpha, sigma)
         nfe = nfe + 1
-    return x, nfe
+    return x, (nfe[0] if error_norm == "batch" else nfe)
 
 
 adaptive_sample_jit = jax.jit(
     adaptive_sample,
     static_argnames=("schedule", "algorithm_type", "order", "solver_type", "corrector",
-                     "denoise_to_zero"),
+                     "denoise_to_zero", "error_norm", "batch_axis"),
 )

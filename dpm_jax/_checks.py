@@ -125,6 +125,11 @@ def check_state(name: str, x) -> None:
         raise TypeError(f"`{name}` must have a floating dtype, got {x.dtype}.")
     if len(x.shape) < 1:
         raise ValueError(f"`{name}` must have a leading batch axis, got shape {tuple(x.shape)}.")
+    if jnp.dtype(x.dtype).itemsize < 4:
+        raise ValueError(f"`{name}` has dtype {x.dtype}: the solver state must be float32 or float64 "
+                         "(16-bit states lose the small differences between steps). Keep the state "
+                         "in float32 and run the network in low precision with "
+                         "model_wrapper(..., model_dtype=jnp.bfloat16).")
 
 
 def check_corrector(correcting_x0_fn, thresholding_max_val, dynamic_thresholding_ratio) -> None:

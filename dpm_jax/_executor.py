@@ -69,6 +69,9 @@ def make_model_fn(model, algorithm_type: str, corrector: Callable | None, corr_p
         eps = noise(x, t, t_input, alpha, sigma).astype(x.dtype)
         if algorithm_type == "dpmsolver":
             return eps
+        if jnp.ndim(alpha):  # per-sample times (the adaptive solver)
+            alpha = jnp.reshape(alpha, jnp.shape(alpha) + (1,) * (x.ndim - 1))
+            sigma = jnp.reshape(sigma, jnp.shape(sigma) + (1,) * (x.ndim - 1))
         x0 = (x - sigma * eps) / alpha
         return x0 if corrector is None else corrector(x0, t, *corr_params).astype(x.dtype)
 

@@ -20,7 +20,7 @@ def _solve(direction, model, x, noise_schedule, *, steps, order, method, algorit
            solver_type, lower_order_final, denoise_to_zero, t_start, t_end, multistep3_variant,
            correcting_x0_fn,
            thresholding_max_val, dynamic_thresholding_ratio, atol, rtol, return_intermediate,
-           return_info, unroll):
+           return_info, unroll, error_norm, _batch_axis=None):
     _checks.check_schedule(noise_schedule)
     _checks.check_state("x_T" if direction == "down" else "x", x)
     _checks.check_options(steps=steps, order=order, method=method, algorithm_type=algorithm_type,
@@ -37,6 +37,7 @@ def _solve(direction, model, x, noise_schedule, *, steps, order, method, algorit
         if return_intermediate:
             raise ValueError("`return_intermediate=True` is not supported with method='adaptive' "
                              "(its number of steps is known only on device).")
+        _checks.check_choice("error_norm", error_norm, ("batch", "per_sample"))
         _checks.check_positive("atol", atol)
         _checks.check_positive("rtol", rtol)
         model = as_model(model)
@@ -50,7 +51,8 @@ def _solve(direction, model, x, noise_schedule, *, steps, order, method, algorit
             _adaptive.adaptive_sample_jit
         x_out, nfe = fn(model, x, noise_schedule, corr_params, tols, algorithm_type=algorithm_type,
                         order=order, solver_type=solver_type, corrector=corrector,
-                        denoise_to_zero=bool(denoise_to_zero))
+                        denoise_to_zero=bool(denoise_to_zero), error_norm=error_norm,
+                        batch_axis=_batch_axis)
         info = SampleInfo(nfe=nfe)
     else:
         plan = build_plan(noise_schedule, steps=steps, order=order, method=method,
@@ -89,6 +91,8 @@ def sample(
     return_intermediate: bool = False,
     return_info: bool = False,
     unroll="auto",
+    error_norm: str = "batch",
+    _batch_axis=None,
 ):
     """Samples with DPM-Solver / DPM-Solver++ from ``x_T`` at ``t_start`` down to ``t_end``.
 
@@ -129,6 +133,9 @@ def sample(
         2 for cheap models (no matrix products or convolutions, where fusing
         two rows halves the loop's memory traffic), 1 otherwise (compile time
         grows with the unrolled body). The result does not depend on it.
+      error_norm: adaptive only: "batch" (the reference: one step sequence for
+        the whole batch, controlled by the worst sample) or "per_sample" (each
+        sample sizes its own steps; ``info.nfe`` then has shape (B,)).
 
     Returns:
       x0 (a jax array of x_T's shape and dtype), or ``(x0, SampleInfo)``.
@@ -153,7 +160,8 @@ def sample(
                   correcting_x0_fn=correcting_x0_fn,
                   thresholding_max_val=thresholding_max_val,
                   dynamic_thresholding_ratio=dynamic_thresholding_ratio, atol=atol, rtol=rtol,
-                  return_intermediate=return_intermediate, return_info=return_info, unroll=unroll)
+                  return_intermediate=return_intermediate, return_info=return_info, unroll=unroll,
+                  error_norm=error_norm, _batch_axis=_batch_axis)
 
 
 def inverse(
@@ -180,6 +188,8 @@ def inverse(
     return_intermediate: bool = False,
     return_info: bool = False,
     unroll="auto",
+    error_norm: str = "batch",
+    _batch_axis=None,
 ):
     """Integrates the diffusion ODE upwards, data to noise (DDIM / DPM-Solver inversion).
 
@@ -201,4 +211,5 @@ def inverse(
                   correcting_x0_fn=correcting_x0_fn,
                   thresholding_max_val=thresholding_max_val,
                   dynamic_thresholding_ratio=dynamic_thresholding_ratio, atol=atol, rtol=rtol,
-                  return_intermediate=return_intermediate, return_info=return_info, unroll=unroll)
+                  return_intermediate=return_intermediate, return_info=return_info, unroll=unroll,
+                  error_norm=error_norm, _batch_axis=_batch_axis)

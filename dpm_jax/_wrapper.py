@@ -64,6 +64,7 @@ class WrappedModel:
     static_model_kwargs: tuple = dataclasses.field(metadata=dict(static=True))
     static_classifier_kwargs: tuple = dataclasses.field(metadata=dict(static=True))
     cfg_doubled: bool = dataclasses.field(metadata=dict(static=True))
+    model_dtype: Any = dataclasses.field(default=None, metadata=dict(static=True))
 
     def __call__(self, x, t):
         """eps(x, t) with alpha_t, sigma_t taken from the schedule on device."""
@@ -76,11 +77,12 @@ class WrappedModel:
     def _net(self, x, t_input, cond=None):
         kwargs = dict(self.static_model_kwargs, **self.model_kwargs)
         t_in = jnp.broadcast_to(jnp.asarray(t_input, x.dtype), (x.shape[0],))
-        out = self.net(x, t_in, **kwargs) if cond is None else self.net(x, t_in, cond, **kwargs)
+        x_in = x if self.model_dtype is None else x.astype(self.model_dtype)
+        out = self.net(x_in, t_in, **kwargs) if cond is None else self.net(x_in, t_in, cond, **kwargs)
         if not hasattr(out, "shape") or out.shape != x.shape:
             raise ValueError(f"model_wrapper: the network must return an array of the input's shape "
                              f"{x.shape}, got {getattr(out, 'shape', type(out).__name__)}.")
-        return out
+        return out.astype(x.dtype)
 
     def _to_noise(self, out, x, alpha, sigma):
         """eps from the network output: x_start: (x - alpha x0) / sigma;
@@ -144,7 +146,7 @@ jax.tree_util.register_dataclass(
     data_fields=["condition", "unconditional_condition", "guidance_scale", "model_kwargs",
                  "classifier_kwargs"],
     meta_fields=["net", "schedule", "model_type", "guidance_type", "classifier_fn",
-                 "static_model_kwargs", "static_classifier_kwargs", "cfg_doubled"],
+                 "static_model_kwargs", "static_classifier_kwargs", "cfg_doubled", "model_dtype"],
 )
 
 
@@ -159,6 +161,7 @@ def model_wrapper(
     guidance_scale: Any = 1.0,
     classifier_fn: Callable | None = None,
     classifier_kwargs: dict | None = None,
+    model_dtype: Any = None,
 ) -> WrappedModel:
     """Wraps a network as a continuous-time noise predictor eps(x, t).
 
@@ -180,6 +183,11 @@ def model_wrapper(
     - "classifier": eps = eps_u - s sigma_t grad_x log p(condition | x_t) with
       ``classifier_fn(x, t_input, condition, **classifier_kwargs)`` returning
       per-sample log-probabilities (the gradient is taken with ``jax.grad``).
+
+    Mixed precision: with ``model_dtype`` (e.g. ``jnp.bfloat16``) the network
+    gets x cast to that dtype (t_input stays in the state's dtype, conditions
+    as given) and its output is cast back, so the solver's state and
+    coefficients stay float32 while the network runs in low precision.
 
     >>> import jax.numpy as jnp
     >>> from dpm_jax import schedules
@@ -227,4 +235,17 @@ def model_wrapper(
         static_model_kwargs=static,
         static_classifier_kwargs=c_static,
         cfg_doubled=cfg_doubled,
+        model_dtype=_check_model_dtype(model_dtype),
     )
+
+
+def _check_model_dtype(dtype):
+    if dtype is None:
+        return None
+    try:
+        dt = jnp.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"`model_dtype` must be a floating dtype or None, got {dtype!r}.") from None
+    if not jnp.issubdtype(dt, jnp.floating):
+        raise TypeError(f"`model_dtype` must be a floating dtype or None, got {dt}.")
+    return dt
