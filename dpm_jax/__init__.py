@@ -10,6 +10,7 @@ from dpm_jax._executor import SampleInfo, dynamic_thresholding, execute_plan
 from dpm_jax._plan import Plan, build_plan, time_grid
 from dpm_jax._sample import inverse, sample
 from dpm_jax._wrapper import WrappedModel, model_wrapper
+from dpm_jax import sharding  # noqa: E402  (imports _sample)
 
 __version__ = "0.1.0"
 
@@ -25,5 +26,6 @@ __all__ = [
     "problems",
     "sample",
     "schedules",
+    "sharding",
     "time_grid",
 ]
