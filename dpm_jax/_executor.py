@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.extend import core as jex_core
 
-from dpm_jax import _checks
+from dpm_jax import _checks, _progress
 from dpm_jax._plan import Plan
 from dpm_jax._wrapper import WrappedModel
 
@@ -78,7 +78,7 @@ def make_model_fn(model, algorithm_type: str, corrector: Callable | None, corr_p
     return fn
 
 
-def _row_body(model_fn, w: int, return_intermediate: bool):
+def _row_body(model_fn, w: int, return_intermediate: bool, progress=None):
     """One row of the scan, in transposed form. Row i computes M_i = M(x_i, t_i) and
 
         x_{i+1} = x_coef[i] x_i + m_coef[i, 0] M_i + P_1,
@@ -93,6 +93,8 @@ def _row_body(model_fn, w: int, return_intermediate: bool):
     def body(carry, row):
         x_i, partial = carry
         m = model_fn(x_i, row["t"], row["t_input"], row["alpha"], row["sigma"])
+        if progress is not None:
+            _progress.tick(*progress)
         x_next = row["xc"] * x_i + row["mc"][0] * m
         if w > 1:
             x_next = x_next + partial[0]
@@ -118,7 +120,7 @@ def _is_cheap(closed_jaxpr) -> bool:
 
 
 def _execute(model, x, plan: Plan, corr_params, *, corrector, return_intermediate: bool,
-             unroll="auto"):
+             unroll="auto", remat: bool = False, progress: bool = False, shard_axis=None):
     """One ``lax.scan`` over the plan's rows (see ``_row_body``); the model is traced once.
 
     ``unroll="auto"`` unrolls two rows per loop iteration when the model is
@@ -134,7 +136,7 @@ def _execute(model, x, plan: Plan, corr_params, *, corrector, return_intermediat
     ahead = [jnp.concatenate([m_coef[j:, j], jnp.zeros((j,), m_coef.dtype)]) for j in range(w)]
     rows = dict(t=plan.t, t_input=plan.t_input, alpha=plan.alpha, sigma=plan.sigma,
                 xc=plan.x_coef, mc=jnp.stack([m_coef[:, 0]] + ahead[1:], axis=1))
-    body = _row_body(model_fn, w, return_intermediate)
+    body = _row_body(model_fn, w, return_intermediate, (r, shard_axis) if progress else None)
     init = (x, tuple(jnp.zeros_like(x) for _ in range(w - 1)))
     row0 = jax.tree_util.tree_map(lambda a: a[0], rows)
     closed, out_shape = jax.make_jaxpr(body, return_shape=True)(init, row0)  # the only trace
@@ -146,6 +148,9 @@ def _execute(model, x, plan: Plan, corr_params, *, corrector, return_intermediat
     def replay(carry, row):
         flat = jax.tree_util.tree_leaves((carry, row))
         return jax.tree_util.tree_unflatten(out_tree, traced_body(*flat))
+
+    if remat:  # backward pass recomputes each row: memory independent of the number of rows
+        replay = jax.checkpoint(replay)
 
     (x_out, _), ys = jax.lax.scan(replay, init, rows, unroll=unroll)
     correct_final = corrector is not None and plan.algorithm_type == "dpmsolver" and plan.denoise_to_zero
@@ -161,7 +166,8 @@ def _execute(model, x, plan: Plan, corr_params, *, corrector, return_intermediat
     return x_out, inter
 
 
-_execute_jit = jax.jit(_execute, static_argnames=("corrector", "return_intermediate", "unroll"))
+_execute_jit = jax.jit(_execute, static_argnames=("corrector", "return_intermediate", "unroll",
+                                                  "remat", "progress", "shard_axis"))
 
 
 def is_traced(*trees) -> bool:
@@ -189,6 +195,9 @@ def execute_plan(
     dynamic_thresholding_ratio=0.995,
     return_intermediate: bool = False,
     unroll="auto",
+    remat: bool = False,
+    progress: bool = False,
+    _shard_axis=None,
 ):
     """Runs a plan from :func:`dpm_jax.build_plan`: one ``lax.scan``, one model call per row.
 
@@ -206,6 +215,8 @@ def execute_plan(
         model.check_batch(x)
     corrector, corr_params = make_corrector(correcting_x0_fn, thresholding_max_val,
                                             dynamic_thresholding_ratio)
+    if progress:
+        _progress.require_tqdm()
     if not isinstance(x, jax.Array):
         x = jnp.asarray(x)
     plan = plan.astype(x.dtype)
@@ -213,5 +224,7 @@ def execute_plan(
     if unroll != "auto":
         unroll = _checks.check_int("unroll", unroll, 1)
     x_out, inter = run(model, x, plan, corr_params, corrector=corrector,
-                       return_intermediate=bool(return_intermediate), unroll=unroll)
+                       return_intermediate=bool(return_intermediate), unroll=unroll,
+                       remat=_checks.check_bool("remat", remat),
+                       progress=_checks.check_bool("progress", progress), shard_axis=_shard_axis)
     return x_out, SampleInfo(nfe=plan.nfe, intermediates=inter)

@@ -20,7 +20,7 @@ def _solve(direction, model, x, noise_schedule, *, steps, order, method, algorit
            solver_type, lower_order_final, denoise_to_zero, t_start, t_end, multistep3_variant,
            correcting_x0_fn,
            thresholding_max_val, dynamic_thresholding_ratio, atol, rtol, return_intermediate,
-           return_info, unroll, error_norm, _batch_axis=None):
+           return_info, unroll, error_norm, remat=False, progress=False, _batch_axis=None):
     _checks.check_schedule(noise_schedule)
     _checks.check_state("x_T" if direction == "down" else "x", x)
     _checks.check_options(steps=steps, order=order, method=method, algorithm_type=algorithm_type,
@@ -63,7 +63,8 @@ def _solve(direction, model, x, noise_schedule, *, steps, order, method, algorit
         x_out, info = execute_plan(model, x, plan, correcting_x0_fn=correcting_x0_fn,
                                    thresholding_max_val=thresholding_max_val,
                                    dynamic_thresholding_ratio=dynamic_thresholding_ratio,
-                                   return_intermediate=return_intermediate, unroll=unroll)
+                                   return_intermediate=return_intermediate, unroll=unroll,
+                                   remat=remat, progress=progress, _shard_axis=_batch_axis)
     return (x_out, info) if return_info else x_out
 
 
@@ -92,6 +93,8 @@ def sample(
     return_info: bool = False,
     unroll="auto",
     error_norm: str = "batch",
+    remat: bool = False,
+    progress: bool = False,
     _batch_axis=None,
 ):
     """Samples with DPM-Solver / DPM-Solver++ from ``x_T`` at ``t_start`` down to ``t_end``.
@@ -136,6 +139,12 @@ def sample(
       error_norm: adaptive only: "batch" (the reference: one step sequence for
         the whole batch, controlled by the worst sample) or "per_sample" (each
         sample sizes its own steps; ``info.nfe`` then has shape (B,)).
+      remat: fixed grids: wrap each row in ``jax.checkpoint``, so that
+        ``jax.grad`` through the sampler stores only the loop carry per row and
+        recomputes the model in the backward pass.
+      progress: fixed grids: show a tqdm bar, ticked from inside the compiled
+        loop with ``jax.debug.callback`` (needs tqdm). Off: no callback in the
+        program.
 
     Returns:
       x0 (a jax array of x_T's shape and dtype), or ``(x0, SampleInfo)``.
@@ -161,7 +170,8 @@ def sample(
                   thresholding_max_val=thresholding_max_val,
                   dynamic_thresholding_ratio=dynamic_thresholding_ratio, atol=atol, rtol=rtol,
                   return_intermediate=return_intermediate, return_info=return_info, unroll=unroll,
-                  error_norm=error_norm, _batch_axis=_batch_axis)
+                  error_norm=error_norm, remat=remat, progress=progress,
+                  _batch_axis=_batch_axis)
 
 
 def inverse(
@@ -189,6 +199,8 @@ def inverse(
     return_info: bool = False,
     unroll="auto",
     error_norm: str = "batch",
+    remat: bool = False,
+    progress: bool = False,
     _batch_axis=None,
 ):
     """Integrates the diffusion ODE upwards, data to noise (DDIM / DPM-Solver inversion).
@@ -212,4 +224,5 @@ def inverse(
                   thresholding_max_val=thresholding_max_val,
                   dynamic_thresholding_ratio=dynamic_thresholding_ratio, atol=atol, rtol=rtol,
                   return_intermediate=return_intermediate, return_info=return_info, unroll=unroll,
-                  error_norm=error_norm, _batch_axis=_batch_axis)
+                  error_norm=error_norm, remat=remat, progress=progress,
+                  _batch_axis=_batch_axis)

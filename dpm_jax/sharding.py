@@ -116,8 +116,8 @@ def sample_sharded(model, x_T, noise_schedule, mesh: Mesh, axis_name: str = "bat
     per_sample = options.get("error_norm", "batch") == "per_sample"
 
     def local(model, x):
-        x0, info = sample(model, x, noise_schedule, return_info=True,
-                          _batch_axis=axis_name if adaptive else None, **options)
+        x0, info = sample(model, x, noise_schedule, return_info=True, _batch_axis=axis_name,
+                          **options)
         nfe = info.nfe
         if adaptive and not per_sample:
             nfe = nfe[None]  # one value per device
