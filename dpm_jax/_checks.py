@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 METHODS = ("singlestep", "multistep", "singlestep_fixed", "adaptive")
-ALGORITHM_TYPES = ("dpmsolver", "dpmsolver++")
+ALGORITHM_TYPES = ("dpmsolver", "dpmsolver++", "sde-dpmsolver", "sde-dpmsolver++")
 SKIP_TYPES = ("time_uniform", "logSNR", "time_quadratic")
 SOLVER_TYPES = ("dpmsolver", "taylor")
 MODEL_TYPES = ("noise", "x_start", "v", "score")
@@ -70,6 +70,13 @@ def check_options(*, steps, order, method, algorithm_type, skip_type, solver_typ
     check_bool("denoise_to_zero", denoise_to_zero)
     if isinstance(order, bool) or not isinstance(order, numbers.Integral):
         raise TypeError(f"`order` must be an int in 1..3, got {type(order).__name__} {order!r}.")
+    if algorithm_type.startswith("sde-"):
+        if method != "multistep":
+            raise ValueError(f"algorithm_type={algorithm_type!r} needs method='multistep' "
+                             f"(stochastic solvers are multistep), got method={method!r}.")
+        if algorithm_type == "sde-dpmsolver" and order == 3:
+            raise ValueError("`order` must be 1 or 2 for algorithm_type='sde-dpmsolver' "
+                             "(order 3 exists for 'sde-dpmsolver++').")
     if method == "adaptive":
         if order not in (2, 3):
             raise ValueError(f"`order` must be 2 or 3 for method='adaptive' "

@@ -170,3 +170,54 @@ def multistep_3(data: bool, p2: Point, p1: Point, p0: Point, t: Point, e2_weight
     e1 = _lin((1.0 + r0 / (r0 + r1), d0), (-r0 / (r0 + r1), d1))
     e2 = _lin((e2_weight / (r0 + r1), d0), (-e2_weight / (r0 + r1), d1))
     return _update(data, p0, t, h, 0, _lin((phi_2, e1), (phi_3, e2)))
+
+
+def sde_multistep(data: bool, pts: list, t: Point, solver_type: str, e2_weight: float = 1.0):
+    """Stochastic multistep update (SDE-DPM-Solver(++), DPM-Solver++ paper Sec. 5 / App. B).
+
+    ``pts`` are the last k = 1..3 points, oldest first (keys -(k-1) .. 0). With
+    h = lambda_t - lambda_0 and a fresh standard normal z:
+
+    data prediction ("sde-dpmsolver++"), phi = 1 - e^{-2h}:
+      x_t = (sigma_t / sigma_0) e^{-h} x_0 + alpha_t phi M_0 + alpha_t C + sigma_t sqrt(phi) z,
+      C = phi D / 2 (order 2, "dpmsolver" = midpoint) or (1 - phi / (2h)) D ("taylor" = Heun),
+      C = phi_2 E1 - w phi_3 E2 (order 3, with phi_2 = 1 - phi/(2h), phi_3 = phi_2/(2h) - 1/2:
+      the dpmpp_3m_sde update with eta = 1);
+    noise prediction ("sde-dpmsolver"), phi = e^h - 1:
+      x_t = (alpha_t / alpha_0) x_0 - 2 sigma_t phi M_0 - sigma_t C + sigma_t sqrt(e^{2h} - 1) z,
+      C = phi D ("dpmsolver") or 2 (phi / h - 1) D ("taylor").
+    D = (M_0 - M_-1) / r0 and E1, E2 as in :func:`multistep_3`. Returns (ratio, Lin, noise weight).
+    """
+    p0 = pts[-1]
+    h = t.lam - p0.lam
+    xp = _xp(h)
+    k = len(pts)
+    d = e1 = e2 = {}
+    if k >= 2:
+        r0 = (p0.lam - pts[-2].lam) / h
+        d = {0: 1.0 / r0, -1: -1.0 / r0}
+    if k == 3:
+        r1 = (pts[-2].lam - pts[-3].lam) / h
+        d1 = {-1: 1.0 / r1, -2: -1.0 / r1}
+        e1 = _lin((1.0 + r0 / (r0 + r1), d), (-r0 / (r0 + r1), d1))
+        e2 = _lin((e2_weight / (r0 + r1), d), (-e2_weight / (r0 + r1), d1))
+    if data:
+        phi = -xp.expm1(-2.0 * h)
+        alpha_t = xp.exp(t.log_alpha)
+        ratio = t.sigma / p0.sigma * xp.exp(-h)
+        if k == 1:
+            corr = {}
+        elif k == 2:
+            corr = _lin((0.5 * phi if solver_type == "dpmsolver" else 1.0 - phi / (2.0 * h), d))
+        else:
+            phi_2 = 1.0 - phi / (2.0 * h)
+            corr = _lin((phi_2, e1), (-(phi_2 / (2.0 * h) - 0.5), e2))
+        lin = _lin((alpha_t * phi, {0: 1.0}), (alpha_t, corr))
+        return ratio, lin, t.sigma * xp.sqrt(phi)
+    if k == 3:
+        raise ValueError("algorithm_type='sde-dpmsolver' supports order 1 or 2.")  # checked earlier
+    phi = xp.expm1(h)
+    ratio = xp.exp(t.log_alpha - p0.log_alpha)
+    corr = {} if k == 1 else _lin((phi if solver_type == "dpmsolver" else 2.0 * (phi / h - 1.0), d))
+    lin = _lin((-2.0 * t.sigma * phi, {0: 1.0}), (-t.sigma, corr))
+    return ratio, lin, t.sigma * xp.sqrt(xp.expm1(2.0 * h))

@@ -67,7 +67,7 @@ def make_model_fn(model, algorithm_type: str, corrector: Callable | None, corr_p
 
     def fn(x, t, t_input, alpha, sigma):
         eps = noise(x, t, t_input, alpha, sigma).astype(x.dtype)
-        if algorithm_type == "dpmsolver":
+        if not algorithm_type.endswith("++"):
             return eps
         if jnp.ndim(alpha):  # per-sample times (the adaptive solver)
             alpha = jnp.reshape(alpha, jnp.shape(alpha) + (1,) * (x.ndim - 1))
@@ -78,7 +78,18 @@ def make_model_fn(model, algorithm_type: str, corrector: Callable | None, corr_p
     return fn
 
 
-def _row_body(model_fn, w: int, return_intermediate: bool, progress=None):
+def _standard_normal(key, i, x):
+    """z_i for row i: from ``fold_in(key, i)`` (one key for the batch), or per sample from
+    ``fold_in(key_b, i)`` (a batch of keys), so a sample's noise does not depend on
+    how the batch is split, sharded or compiled."""
+    typed = jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
+    if key.ndim == (0 if typed else 1):
+        return jax.random.normal(jax.random.fold_in(key, i), x.shape, x.dtype)
+    draw = lambda k: jax.random.normal(jax.random.fold_in(k, i), x.shape[1:], x.dtype)  # noqa: E731
+    return jax.vmap(draw)(key)
+
+
+def _row_body(model_fn, w: int, return_intermediate: bool, progress=None, key=None):
     """One row of the scan, in transposed form. Row i computes M_i = M(x_i, t_i) and
 
         x_{i+1} = x_coef[i] x_i + m_coef[i, 0] M_i + P_1,
@@ -96,6 +107,8 @@ def _row_body(model_fn, w: int, return_intermediate: bool, progress=None):
         if progress is not None:
             _progress.tick(*progress)
         x_next = row["xc"] * x_i + row["mc"][0] * m
+        if key is not None:
+            x_next = x_next + row["nc"] * _standard_normal(key, row["i"], x_i)
         if w > 1:
             x_next = x_next + partial[0]
             partial = tuple(row["mc"][j] * m + (partial[j] if j < w - 1 else 0.0)
@@ -120,7 +133,8 @@ def _is_cheap(closed_jaxpr) -> bool:
 
 
 def _execute(model, x, plan: Plan, corr_params, *, corrector, return_intermediate: bool,
-             unroll="auto", remat: bool = False, progress: bool = False, shard_axis=None):
+             unroll="auto", remat: bool = False, progress: bool = False, shard_axis=None,
+             key=None):
     """One ``lax.scan`` over the plan's rows (see ``_row_body``); the model is traced once.
 
     ``unroll="auto"`` unrolls two rows per loop iteration when the model is
@@ -136,7 +150,10 @@ def _execute(model, x, plan: Plan, corr_params, *, corrector, return_intermediat
     ahead = [jnp.concatenate([m_coef[j:, j], jnp.zeros((j,), m_coef.dtype)]) for j in range(w)]
     rows = dict(t=plan.t, t_input=plan.t_input, alpha=plan.alpha, sigma=plan.sigma,
                 xc=plan.x_coef, mc=jnp.stack([m_coef[:, 0]] + ahead[1:], axis=1))
-    body = _row_body(model_fn, w, return_intermediate, (r, shard_axis) if progress else None)
+    if plan.stochastic:
+        rows.update(nc=plan.noise_coef, i=jnp.arange(r, dtype=jnp.uint32))
+    body = _row_body(model_fn, w, return_intermediate, (r, shard_axis) if progress else None,
+                     key if plan.stochastic else None)
     init = (x, tuple(jnp.zeros_like(x) for _ in range(w - 1)))
     row0 = jax.tree_util.tree_map(lambda a: a[0], rows)
     closed, out_shape = jax.make_jaxpr(body, return_shape=True)(init, row0)  # the only trace
@@ -153,7 +170,8 @@ def _execute(model, x, plan: Plan, corr_params, *, corrector, return_intermediat
         replay = jax.checkpoint(replay)
 
     (x_out, _), ys = jax.lax.scan(replay, init, rows, unroll=unroll)
-    correct_final = corrector is not None and plan.algorithm_type == "dpmsolver" and plan.denoise_to_zero
+    correct_final = (corrector is not None and not plan.algorithm_type.endswith("++")
+                     and plan.denoise_to_zero)
     if correct_final:  # with noise prediction the corrector acts only on the final x0
         x_out = corrector(x_out, plan.t[-1], *corr_params).astype(x.dtype)
     inter = None
@@ -168,6 +186,20 @@ def _execute(model, x, plan: Plan, corr_params, *, corrector, return_intermediat
 
 _execute_jit = jax.jit(_execute, static_argnames=("corrector", "return_intermediate", "unroll",
                                                   "remat", "progress", "shard_axis"))
+
+
+def _check_key(key, plan, x):
+    """A stochastic plan needs a PRNG key: one for the batch, or one per sample."""
+    if key is None:
+        raise ValueError(f"algorithm_type={plan.algorithm_type!r} is stochastic: pass a PRNG key, "
+                         "sample(..., key=jax.random.key(0)) (or one key per sample, shape (B,)).")
+    key = jnp.asarray(key) if not isinstance(key, jax.Array) else key
+    typed = jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
+    single, batched = ((), (x.shape[0],)) if typed else ((2,), (x.shape[0], 2))
+    if not typed and key.dtype != jnp.uint32 or key.shape not in (single, batched):
+        raise ValueError(f"`key` must be a PRNG key (jax.random.key) or a batch of {x.shape[0]} keys, "
+                         f"got dtype {key.dtype} and shape {key.shape}.")
+    return key
 
 
 def is_traced(*trees) -> bool:
@@ -197,6 +229,7 @@ def execute_plan(
     unroll="auto",
     remat: bool = False,
     progress: bool = False,
+    key=None,
     _shard_axis=None,
 ):
     """Runs a plan from :func:`dpm_jax.build_plan`: one ``lax.scan``, one model call per row.
@@ -217,14 +250,16 @@ def execute_plan(
                                             dynamic_thresholding_ratio)
     if progress:
         _progress.require_tqdm()
+    key = _check_key(key, plan, x) if plan.stochastic else None
     if not isinstance(x, jax.Array):
         x = jnp.asarray(x)
     plan = plan.astype(x.dtype)
-    run = _execute if is_traced(x, model, plan, corr_params) else _execute_jit
+    run = _execute if is_traced(x, model, plan, corr_params, key) else _execute_jit
     if unroll != "auto":
         unroll = _checks.check_int("unroll", unroll, 1)
     x_out, inter = run(model, x, plan, corr_params, corrector=corrector,
                        return_intermediate=bool(return_intermediate), unroll=unroll,
                        remat=_checks.check_bool("remat", remat),
-                       progress=_checks.check_bool("progress", progress), shard_axis=_shard_axis)
+                       progress=_checks.check_bool("progress", progress), shard_axis=_shard_axis,
+                       key=key)
     return x_out, SampleInfo(nfe=plan.nfe, intermediates=inter)

@@ -43,9 +43,13 @@ class Plan:
       m_coef: (R, W) weight of the model value M_{i-j} in x_{i+1}.
       intermediate_rows: (n,) int32, rows whose output is a state of the run
         (the end of an outer step, or the denoised result).
+      noise_coef: (R,) weight of the fresh standard normal z_i added to x_{i+1}
+        (stochastic solvers; zeros otherwise).
 
     Static fields (part of the tree structure; changing them recompiles):
-      algorithm_type: "dpmsolver" (M = eps) or "dpmsolver++" (M = x0).
+      algorithm_type: "dpmsolver" / "sde-dpmsolver" (M = eps) or "dpmsolver++" /
+        "sde-dpmsolver++" (M = x0).
+      stochastic: the rows add noise (the run needs a PRNG key).
       include_start: the intermediates begin with the starting state (multistep).
       denoise_to_zero: the last row returns the data prediction.
     """
@@ -57,7 +61,9 @@ class Plan:
     x_coef: Any
     m_coef: Any
     intermediate_rows: Any
+    noise_coef: Any = None
     algorithm_type: str = "dpmsolver++"
+    stochastic: bool = False
     include_start: bool = False
     denoise_to_zero: bool = False
 
@@ -76,12 +82,13 @@ class Plan:
         def cast(a):
             return a.astype(dtype) if isinstance(a, jax.Array) else np.asarray(a, dtype)
 
-        fields = ("t", "t_input", "alpha", "sigma", "x_coef", "m_coef")
+        fields = ("t", "t_input", "alpha", "sigma", "x_coef", "m_coef", "noise_coef")
         return dataclasses.replace(self, **{f: cast(getattr(self, f)) for f in fields})
 
 
-_DATA_FIELDS = ["t", "t_input", "alpha", "sigma", "x_coef", "m_coef", "intermediate_rows"]
-_META_FIELDS = ["algorithm_type", "include_start", "denoise_to_zero"]
+_DATA_FIELDS = ["t", "t_input", "alpha", "sigma", "x_coef", "m_coef", "intermediate_rows",
+                "noise_coef"]
+_META_FIELDS = ["algorithm_type", "stochastic", "include_start", "denoise_to_zero"]
 jax.tree_util.register_dataclass(Plan, data_fields=_DATA_FIELDS, meta_fields=_META_FIELDS)
 
 
@@ -136,11 +143,16 @@ class _Rows:
 
     def __init__(self, schedule: Schedule, data: bool):
         self.schedule, self.data = schedule, data
-        self.t, self.x_lin, self.m_lin, self.ends_step = [], [], [], []
+        self.t, self.x_lin, self.m_lin, self.ends_step, self.noise = [], [], [], [], []
 
-    def add(self, t_eval: float, anchor_coef, lin: dict, ends_step: bool, anchor_row=None):
-        """Row i = len(rows): x_{i+1} = anchor_coef * x_{anchor_row} + sum_k lin[k] * M_k."""
+    def add(self, t_eval: float, anchor_coef, lin: dict, ends_step: bool, anchor_row=None,
+            noise=0.0):
+        """Row i = len(rows): x_{i+1} = anchor_coef * x_{anchor_row} + sum_k lin[k] * M_k
+        (+ noise * z_i; only rows whose anchor is their own point may add noise)."""
         i = len(self.t)
+        if noise and anchor_row not in (None, i):
+            raise AssertionError("internal: noise in a row with a distant anchor")  # pragma: no cover
+        self.noise.append(float(noise))
         self.t.append(float(t_eval))
         self.x_lin.append({i if anchor_row is None else anchor_row: float(anchor_coef)})
         self.m_lin.append({int(k): float(c) for k, c in lin.items()})
@@ -182,10 +194,15 @@ def _point(schedule, t):
     return C.point(schedule, np.float64(t))
 
 
-def _plan_multistep(rows: _Rows, ts, orders, solver_type, e2_weight):
+def _plan_multistep(rows: _Rows, ts, orders, solver_type, e2_weight, stochastic=False):
     pts = [_point(rows.schedule, t) for t in ts]
     for k, o in enumerate(orders, start=1):
         i = k - 1  # row i evaluates at ts[k-1] and steps to ts[k]
+        if stochastic:
+            a, lin, noise = C.sde_multistep(rows.data, pts[i - o + 1:i + 1], pts[k], solver_type,
+                                            e2_weight)
+            rows.add(ts[i], a, {key + i: c for key, c in lin.items()}, True, noise=noise)
+            continue
         if o == 1:
             a, lin = C.first_order(rows.data, pts[i], pts[k], m_s=0)
         elif o == 2:
@@ -271,12 +288,13 @@ def build_plan(
     if method == "adaptive":
         raise ValueError("build_plan(): method='adaptive' chooses its grid on the fly and has no "
                          "plan; call dpm_jax.sample(..., method='adaptive').")
-    data = algorithm_type == "dpmsolver++"
+    data = algorithm_type.endswith("++")
     rows = _Rows(schedule, data)
     if method == "multistep":
         ts = time_grid(schedule, skip_type, t_start, t_end, steps)
         _plan_multistep(rows, ts, multistep_orders(steps, order, lower_order_final), solver_type,
-                        2.0 if multistep3_variant == "third_order" else 1.0)
+                        2.0 if multistep3_variant == "third_order" else 1.0,
+                        stochastic=algorithm_type.startswith("sde-"))
     else:
         if method == "singlestep":
             orders = singlestep_orders(steps, order)
@@ -307,7 +325,9 @@ def build_plan(
         x_coef=x_coef,
         m_coef=m_coef,
         intermediate_rows=np.nonzero(rows.ends_step)[0].astype(np.int32),
+        noise_coef=np.asarray(rows.noise, np.float64),
         algorithm_type=algorithm_type,
+        stochastic=algorithm_type.startswith("sde-"),
         include_start=method == "multistep",
         denoise_to_zero=bool(denoise_to_zero),
     )

@@ -20,7 +20,8 @@ def _solve(direction, model, x, noise_schedule, *, steps, order, method, algorit
            solver_type, lower_order_final, denoise_to_zero, t_start, t_end, multistep3_variant,
            correcting_x0_fn,
            thresholding_max_val, dynamic_thresholding_ratio, atol, rtol, return_intermediate,
-           return_info, unroll, error_norm, remat=False, progress=False, _batch_axis=None):
+           return_info, unroll, error_norm, remat=False, progress=False, key=None,
+           _batch_axis=None):
     _checks.check_schedule(noise_schedule)
     _checks.check_state("x_T" if direction == "down" else "x", x)
     _checks.check_options(steps=steps, order=order, method=method, algorithm_type=algorithm_type,
@@ -64,7 +65,8 @@ def _solve(direction, model, x, noise_schedule, *, steps, order, method, algorit
                                    thresholding_max_val=thresholding_max_val,
                                    dynamic_thresholding_ratio=dynamic_thresholding_ratio,
                                    return_intermediate=return_intermediate, unroll=unroll,
-                                   remat=remat, progress=progress, _shard_axis=_batch_axis)
+                                   remat=remat, progress=progress, key=key,
+                                   _shard_axis=_batch_axis)
     return (x_out, info) if return_info else x_out
 
 
@@ -95,6 +97,7 @@ def sample(
     error_norm: str = "batch",
     remat: bool = False,
     progress: bool = False,
+    key=None,
     _batch_axis=None,
 ):
     """Samples with DPM-Solver / DPM-Solver++ from ``x_T`` at ``t_start`` down to ``t_end``.
@@ -114,7 +117,10 @@ def sample(
       order: 1, 2 or 3 (2 or 3 for "adaptive").
       method: "multistep", "singlestep" (DPM-Solver-fast order mix),
         "singlestep_fixed" or "adaptive" (DPM-Solver-12/23).
-      algorithm_type: "dpmsolver" (noise prediction) or "dpmsolver++" (data).
+      algorithm_type: "dpmsolver" (noise prediction) or "dpmsolver++" (data);
+        stochastic: "sde-dpmsolver++" (SDE-DPM-Solver++, multistep orders 1-3:
+        dpmpp_2m_sde / dpmpp_3m_sde) or "sde-dpmsolver" (orders 1-2; order 1
+        is DDPM's ancestral sampler), which need ``key``.
       skip_type: the time grid: "time_uniform", "logSNR", "time_quadratic".
       solver_type: "dpmsolver" or "taylor", the form of the high-order terms.
       lower_order_final: use lower orders for the last steps when steps < 10
@@ -142,6 +148,9 @@ def sample(
       remat: fixed grids: wrap each row in ``jax.checkpoint``, so that
         ``jax.grad`` through the sampler stores only the loop carry per row and
         recomputes the model in the backward pass.
+      key: PRNG key of the stochastic solvers: one key (noise of row i from
+        ``fold_in(key, i)``) or one key per sample, shape (B,), which makes each
+        sample's noise independent of how the batch is split or sharded.
       progress: fixed grids: show a tqdm bar, ticked from inside the compiled
         loop with ``jax.debug.callback`` (needs tqdm). Off: no callback in the
         program.
@@ -170,7 +179,7 @@ def sample(
                   thresholding_max_val=thresholding_max_val,
                   dynamic_thresholding_ratio=dynamic_thresholding_ratio, atol=atol, rtol=rtol,
                   return_intermediate=return_intermediate, return_info=return_info, unroll=unroll,
-                  error_norm=error_norm, remat=remat, progress=progress,
+                  error_norm=error_norm, remat=remat, progress=progress, key=key,
                   _batch_axis=_batch_axis)
 
 
@@ -201,6 +210,7 @@ def inverse(
     error_norm: str = "batch",
     remat: bool = False,
     progress: bool = False,
+    key=None,
     _batch_axis=None,
 ):
     """Integrates the diffusion ODE upwards, data to noise (DDIM / DPM-Solver inversion).
@@ -224,5 +234,5 @@ def inverse(
                   thresholding_max_val=thresholding_max_val,
                   dynamic_thresholding_ratio=dynamic_thresholding_ratio, atol=atol, rtol=rtol,
                   return_intermediate=return_intermediate, return_info=return_info, unroll=unroll,
-                  error_norm=error_norm, remat=remat, progress=progress,
+                  error_norm=error_norm, remat=remat, progress=progress, key=key,
                   _batch_axis=_batch_axis)
