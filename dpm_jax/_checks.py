@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-METHODS = ("singlestep", "multistep", "singlestep_fixed", "adaptive")
+METHODS = ("singlestep", "multistep", "singlestep_fixed", "adaptive", "unipc")
 ALGORITHM_TYPES = ("dpmsolver", "dpmsolver++", "sde-dpmsolver", "sde-dpmsolver++")
 SKIP_TYPES = ("time_uniform", "logSNR", "time_quadratic")
 SOLVER_TYPES = ("dpmsolver", "taylor")
@@ -71,7 +71,7 @@ def check_options(*, steps, order, method, algorithm_type, skip_type, solver_typ
     if isinstance(order, bool) or not isinstance(order, numbers.Integral):
         raise TypeError(f"`order` must be an int in 1..3, got {type(order).__name__} {order!r}.")
     if algorithm_type.startswith("sde-"):
-        if method != "multistep":
+        if method != "multistep":  # (UniPC too: it is deterministic)
             raise ValueError(f"algorithm_type={algorithm_type!r} needs method='multistep' "
                              f"(stochastic solvers are multistep), got method={method!r}.")
         if algorithm_type == "sde-dpmsolver" and order == 3:
@@ -85,7 +85,7 @@ def check_options(*, steps, order, method, algorithm_type, skip_type, solver_typ
     if order not in (1, 2, 3):
         raise ValueError(f"`order` must be 1, 2 or 3, got {order}.")
     check_int("steps", steps, 1)
-    if method in ("multistep", "singlestep_fixed") and steps < order:
+    if method in ("multistep", "singlestep_fixed", "unipc") and steps < order:
         raise ValueError(f"`steps` must be >= `order` for method={method!r}: got steps={steps}, "
                          f"order={order}.")
 

@@ -221,3 +221,48 @@ def sde_multistep(data: bool, pts: list, t: Point, solver_type: str, e2_weight: 
     corr = {} if k == 1 else _lin((phi if solver_type == "dpmsolver" else 2.0 * (phi / h - 1.0), d))
     lin = _lin((-2.0 * t.sigma * phi, {0: 1.0}), (-t.sigma, corr))
     return ratio, lin, t.sigma * xp.sqrt(xp.expm1(2.0 * h))
+
+
+def unipc(data: bool, pts: list, t: Point, variant: str, corrector: bool):
+    """UniPC's predictor UniP-p or corrector UniC-p (Zhao et al. 2023, arXiv 2302.04867, Alg. 1-2).
+
+    ``pts`` are the p last points, oldest first (keys -(p-1) .. 0; key 0 is the
+    step's start s0); the corrector also uses the model value at t (key 1).
+    With h = lambda_t - lambda_0, hh = -h (data) or h (noise), r_k =
+    (lambda_k - lambda_0) / h, D_k = (M_k - M_0) / r_k, and B(h) = hh ("bh1") or
+    expm1(hh) ("bh2"):
+
+        x_t = ratio x_0 - scale_t (phi_1 M_0 + B(h) sum_k rho_k D_k),
+
+    where rho solves R rho = b with R[i, k] = r_k^i and b_i = i! phi_{i+1}(hh) / B(h)
+    (phi_{i+1} the exponential-integrator phi functions in this module's
+    normalisation); the predictor uses the p - 1 history points (rho = 1/2 for
+    p = 2), the corrector adds r = 1 for M_t (rho = 1/2 for p = 1).
+    """
+    p0 = pts[-1]
+    h = t.lam - p0.lam
+    hh = -h if data else h
+    p = len(pts)
+    rks = [(q.lam - p0.lam) / h for q in pts[:-1]][::-1]  # newest history first
+    keys = list(range(-1, -p, -1))  # key of each r_k, same order
+    if corrector:
+        rks, keys = rks + [1.0], keys + [1]
+    phi_1 = np.expm1(hh)
+    b_h = hh if variant == "bh1" else np.expm1(hh)
+    n = len(rks)
+    b, phi_k, fact = [], phi_1 / hh - 1.0, 1.0
+    for i in range(1, n + 1):
+        b.append(phi_k * fact / b_h)
+        fact *= i + 1
+        phi_k = phi_k / hh - 1.0 / fact
+    if n == 0:
+        rhos = []
+    elif (not corrector and p == 2) or (corrector and p == 1):
+        rhos = [0.5]
+    else:
+        r_mat = np.array([[rk ** i for rk in rks] for i in range(n)])
+        rhos = list(np.linalg.solve(r_mat, np.array(b)))
+    corr: Lin = {}
+    for rho, rk, key in zip(rhos, rks, keys):
+        corr = _lin((1.0, corr), (b_h * rho / rk, {key: 1.0, 0: -1.0}))
+    return _update(data, p0, t, h, 0, corr)

@@ -28,7 +28,7 @@ from dpm_jax.schedules import Schedule
 
 __all__ = ["Plan", "build_plan", "time_grid", "singlestep_orders"]
 
-BUFFER = 3  # model values a row may combine (order 3 needs three)
+BUFFER = 4  # model values a row may combine (UniPC-3 with its corrector reaches back three rows)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -212,6 +212,29 @@ def _plan_multistep(rows: _Rows, ts, orders, solver_type, e2_weight, stochastic=
         rows.add(ts[i], a, {key + i: c for key, c in lin.items()}, True)  # key 0 is row i
 
 
+def _plan_unipc(rows: _Rows, ts, orders, variant: str, use_corrector: bool):
+    """UniPC: row i evaluates M_i at the predicted point x~_i, corrects the step that
+    ended there (UniC, using M_i: no extra model call), and predicts x~_{i+1} from the
+    corrected x_i (UniP). The corrected state is kept as c x~_i + E . M, where
+    x_{i-1} = (x~_i - P_{i-1} . M) / a_{i-1} undoes the previous prediction, so every
+    row is written in terms of its own point."""
+    data, pts = rows.data, [_point(rows.schedule, t) for t in ts]
+    prev = None  # (a, P) of the previous row's prediction, absolute keys
+    for i in range(len(orders)):
+        cx, e_lin = 1.0, {}
+        if i >= 1 and use_corrector:
+            q = orders[i - 1]
+            a_c, c_lin = C.unipc(data, pts[i - q:i], pts[i], variant, corrector=True)
+            a_p, p_lin = prev
+            cx = a_c / a_p
+            e_lin = C._lin((1.0, {k + i - 1: v for k, v in c_lin.items()}), (-cx, p_lin))
+        o = orders[i]
+        a_p, p_lin = C.unipc(data, pts[i - o + 1:i + 1], pts[i + 1], variant, corrector=False)
+        p_abs = {k + i: v for k, v in p_lin.items()}
+        rows.add(ts[i], a_p * cx, C._lin((a_p, e_lin), (1.0, p_abs)), True)
+        prev = (a_p, p_abs)
+
+
 def _inner_ratios(schedule, skip_type, s, t, order):
     """r_i = (lambda(inner_i) - lambda(inner_0)) / (lambda(inner_-1) - lambda(inner_0))
     on the skip_type grid with ``order`` intervals from s to t (reference rule)."""
@@ -263,6 +286,8 @@ def build_plan(
     t_start: float | None = None,
     t_end: float | None = None,
     multistep3_variant: str = "reference",
+    unipc_variant: str = "bh2",
+    unipc_corrector: bool = True,
 ) -> Plan:
     """Plans a fixed-grid DPM-Solver(++) run on the host, in float64.
 
@@ -285,12 +310,18 @@ def build_plan(
                           skip_type=skip_type, solver_type=solver_type,
                           lower_order_final=lower_order_final, denoise_to_zero=denoise_to_zero)
     _checks.check_choice("multistep3_variant", multistep3_variant, _checks.MULTISTEP3_VARIANTS)
+    _checks.check_choice("unipc_variant", unipc_variant, ("bh1", "bh2"))
+    _checks.check_bool("unipc_corrector", unipc_corrector)
     if method == "adaptive":
         raise ValueError("build_plan(): method='adaptive' chooses its grid on the fly and has no "
                          "plan; call dpm_jax.sample(..., method='adaptive').")
     data = algorithm_type.endswith("++")
     rows = _Rows(schedule, data)
-    if method == "multistep":
+    if method == "unipc":
+        ts = time_grid(schedule, skip_type, t_start, t_end, steps)
+        _plan_unipc(rows, ts, multistep_orders(steps, order, lower_order_final), unipc_variant,
+                    unipc_corrector)
+    elif method == "multistep":
         ts = time_grid(schedule, skip_type, t_start, t_end, steps)
         _plan_multistep(rows, ts, multistep_orders(steps, order, lower_order_final), solver_type,
                         2.0 if multistep3_variant == "third_order" else 1.0,
@@ -328,6 +359,6 @@ def build_plan(
         noise_coef=np.asarray(rows.noise, np.float64),
         algorithm_type=algorithm_type,
         stochastic=algorithm_type.startswith("sde-"),
-        include_start=method == "multistep",
+        include_start=method in ("multistep", "unipc"),
         denoise_to_zero=bool(denoise_to_zero),
     )

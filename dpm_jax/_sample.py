@@ -18,6 +18,7 @@ __all__ = ["sample", "inverse"]
 
 def _solve(direction, model, x, noise_schedule, *, steps, order, method, algorithm_type, skip_type,
            solver_type, lower_order_final, denoise_to_zero, t_start, t_end, multistep3_variant,
+           unipc_variant, unipc_corrector,
            correcting_x0_fn,
            thresholding_max_val, dynamic_thresholding_ratio, atol, rtol, return_intermediate,
            return_info, unroll, error_norm, remat=False, progress=False, key=None,
@@ -60,7 +61,8 @@ def _solve(direction, model, x, noise_schedule, *, steps, order, method, algorit
                           algorithm_type=algorithm_type, skip_type=skip_type,
                           solver_type=solver_type, lower_order_final=lower_order_final,
                           denoise_to_zero=denoise_to_zero, t_start=t_start, t_end=t_end,
-                          multistep3_variant=multistep3_variant)
+                          multistep3_variant=multistep3_variant, unipc_variant=unipc_variant,
+                          unipc_corrector=unipc_corrector)
         x_out, info = execute_plan(model, x, plan, correcting_x0_fn=correcting_x0_fn,
                                    thresholding_max_val=thresholding_max_val,
                                    dynamic_thresholding_ratio=dynamic_thresholding_ratio,
@@ -86,6 +88,8 @@ def sample(
     t_start: float | None = None,
     t_end: float | None = None,
     multistep3_variant: str = "reference",
+    unipc_variant: str = "bh2",
+    unipc_corrector: bool = True,
     correcting_x0_fn: str | Callable | None = None,
     thresholding_max_val: float = 1.0,
     dynamic_thresholding_ratio: float = 0.995,
@@ -116,7 +120,9 @@ def sample(
         uses ``(steps // order) * order``. Ignored by "adaptive".
       order: 1, 2 or 3 (2 or 3 for "adaptive").
       method: "multistep", "singlestep" (DPM-Solver-fast order mix),
-        "singlestep_fixed" or "adaptive" (DPM-Solver-12/23).
+        "singlestep_fixed", "adaptive" (DPM-Solver-12/23) or "unipc" (UniPC,
+        Zhao et al. 2023: multistep predictor UniP plus the corrector UniC,
+        which reuses the next model call, so NFE = steps).
       algorithm_type: "dpmsolver" (noise prediction) or "dpmsolver++" (data);
         stochastic: "sde-dpmsolver++" (SDE-DPM-Solver++, multistep orders 1-3:
         dpmpp_2m_sde / dpmpp_3m_sde) or "sde-dpmsolver" (orders 1-2; order 1
@@ -131,6 +137,8 @@ def sample(
         published and in the reference implementation; its second-difference
         term is half the Taylor one, so it converges with order 2) or
         "third_order" (that term doubled; converges with order 3).
+      unipc_variant, unipc_corrector: UniPC's B(h) = h ("bh1") or e^h - 1
+        ("bh2", default), and whether to apply the corrector UniC (default).
       correcting_x0_fn: None, "dynamic_thresholding", or ``f(x0, t) -> x0``
         applied to every data prediction (DPM-Solver++) or to the final one.
       thresholding_max_val, dynamic_thresholding_ratio: dynamic thresholding's
@@ -175,6 +183,7 @@ def sample(
                   algorithm_type=algorithm_type, skip_type=skip_type, solver_type=solver_type,
                   lower_order_final=lower_order_final, denoise_to_zero=denoise_to_zero,
                   t_start=t_start, t_end=t_end, multistep3_variant=multistep3_variant,
+                  unipc_variant=unipc_variant, unipc_corrector=unipc_corrector,
                   correcting_x0_fn=correcting_x0_fn,
                   thresholding_max_val=thresholding_max_val,
                   dynamic_thresholding_ratio=dynamic_thresholding_ratio, atol=atol, rtol=rtol,
@@ -199,6 +208,8 @@ def inverse(
     t_start: float | None = None,
     t_end: float | None = None,
     multistep3_variant: str = "reference",
+    unipc_variant: str = "bh2",
+    unipc_corrector: bool = True,
     correcting_x0_fn: str | Callable | None = None,
     thresholding_max_val: float = 1.0,
     dynamic_thresholding_ratio: float = 0.995,
@@ -230,6 +241,7 @@ def inverse(
                   algorithm_type=algorithm_type, skip_type=skip_type, solver_type=solver_type,
                   lower_order_final=lower_order_final, denoise_to_zero=denoise_to_zero,
                   t_start=t_start, t_end=t_end, multistep3_variant=multistep3_variant,
+                  unipc_variant=unipc_variant, unipc_corrector=unipc_corrector,
                   correcting_x0_fn=correcting_x0_fn,
                   thresholding_max_val=thresholding_max_val,
                   dynamic_thresholding_ratio=dynamic_thresholding_ratio, atol=atol, rtol=rtol,
