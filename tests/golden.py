@@ -11,7 +11,6 @@ import functools
 import json
 import pathlib
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
