@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.extend import core as jex_core
 
 from dpm_jax import _checks, _progress
@@ -252,6 +254,9 @@ def execute_plan(
     if not isinstance(x, jax.Array):
         x = jnp.asarray(x)
     plan = plan.astype(x.dtype)
+    if not return_intermediate:  # fields only the intermediates read: keep them out of the cache key
+        plan = dataclasses.replace(plan, intermediate_rows=np.zeros((0,), np.int32),
+                                   include_start=False)
     run = _execute if is_traced(x, model, plan, corr_params, key) else _execute_jit
     if unroll != "auto":
         unroll = _checks.check_int("unroll", unroll, 1)

@@ -194,3 +194,11 @@ def test_unroll_choices_agree_and_auto_detects_heavy_models():
     assert _is_cheap(cheap) and not _is_cheap(matmul) and not _is_cheap(nested)
     with pytest.raises(ValueError, match="unroll"):
         dpm_jax.sample(model, X_T, SCHED, steps=5, unroll=0)
+
+
+def test_singlestep_and_multistep_plans_of_one_shape_share_a_program():
+    calls = []
+    model = dpm_jax.model_wrapper(_counting_net(calls), SCHED)
+    a = dpm_jax.sample(model, X_T, SCHED, steps=6, order=2, method="multistep")
+    b = dpm_jax.sample(model, X_T, SCHED, steps=6, order=2, method="singlestep")
+    assert len(calls) == 1 and not np.allclose(a, b)
