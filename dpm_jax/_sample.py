@@ -123,9 +123,10 @@ def sample(
         Zhao et al. 2023: multistep predictor UniP plus the corrector UniC,
         which reuses the next model call, so NFE = steps).
       algorithm_type: "dpmsolver" (noise prediction) or "dpmsolver++" (data);
-        stochastic: "sde-dpmsolver++" (SDE-DPM-Solver++, multistep orders 1-3:
-        dpmpp_2m_sde / dpmpp_3m_sde) or "sde-dpmsolver" (orders 1-2; order 1
-        is DDPM's ancestral sampler), which need ``key``.
+        stochastic: "sde-dpmsolver++" (SDE-DPM-Solver++, multistep orders 1-3;
+        order 1 is DDPM's ancestral step, 2 and 3 are dpmpp_2m_sde /
+        dpmpp_3m_sde) or "sde-dpmsolver" (noise-prediction form, orders 1-2),
+        which need ``key``.
       skip_type: the time grid: "time_uniform", "logSNR", "time_quadratic".
       solver_type: "dpmsolver" or "taylor", the form of the high-order terms.
       lower_order_final: use lower orders for the last steps when steps < 10

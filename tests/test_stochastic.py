@@ -87,3 +87,22 @@ def test_stochastic_errors():
     with pytest.raises(ValueError, match="order"):
         dpm_jax.sample(MODEL, x_T, SCHED, algorithm_type="sde-dpmsolver", order=3,
                        key=jax.random.key(0))
+
+
+def test_first_order_sde_dpmsolver_pp_is_ddpm_ancestral_step():
+    """SDE-DPM-Solver++-1 equals DDPM's posterior (ancestral, eta = 1) step q(x_t | x_s, x0)."""
+    s, t = 0.7, 0.4
+    x_s = jax.random.normal(jax.random.key(3), (5, 2))
+    key = jax.random.key(11)
+    out = dpm_jax.sample(MODEL, x_s, SCHED, steps=1, order=1, algorithm_type="sde-dpmsolver++",
+                         t_start=s, t_end=t, key=key)
+    a_s, a_t = SCHED.marginal_alpha(s), SCHED.marginal_alpha(t)
+    sig_s, sig_t = SCHED.marginal_std(s), SCHED.marginal_std(t)
+    eps = MODEL(x_s, s)
+    x0 = (x_s - sig_s * eps) / a_s
+    a_st = a_s / a_t  # alpha_{s|t}
+    var_st = sig_s**2 - a_st**2 * sig_t**2  # sigma^2_{s|t}
+    mean = a_t * var_st / sig_s**2 * x0 + a_st * sig_t**2 / sig_s**2 * x_s
+    std = np.sqrt(sig_t**2 * var_st / sig_s**2)
+    z = _standard_normal(key, jnp.uint32(0), x_s)
+    np.testing.assert_allclose(np.asarray(out), np.asarray(mean + std * z), rtol=1e-11, atol=1e-12)
