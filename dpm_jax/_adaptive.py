@@ -97,9 +97,7 @@ def adaptive_sample(model, x, schedule, corr_params, tols, *, algorithm_type: st
         def stage(carry, k):
             u, buf = carry
             tk = times[k]
-            log_alpha = schedule.marginal_log_alpha(tk)
-            alpha = jnp.exp(log_alpha)
-            sigma = jnp.sqrt(1.0 - jnp.exp(2.0 * log_alpha))
+            alpha, sigma = schedule.marginal_alpha(tk), schedule.marginal_std(tk)
             m = model_fn(u, tk, schedule.time_input(tk), alpha, sigma)
             buf = buf.at[k].set(m)
             u = _expand(A[k], x) * x + jnp.sum(_expand(B[k], buf) * buf, axis=0)
@@ -144,9 +142,7 @@ def adaptive_sample(model, x, schedule, corr_params, tols, *, algorithm_type: st
     init = (x, x, s0, h0, jnp.zeros((b,), jnp.int32), jnp.int32(0))
     x, _, s, _, nfe, _ = jax.lax.while_loop(cond, body, init)
     if denoise_to_zero:
-        log_alpha = schedule.marginal_log_alpha(t_end)
-        alpha = jnp.exp(log_alpha)
-        sigma = jnp.sqrt(1.0 - jnp.exp(2.0 * log_alpha))
+        alpha, sigma = schedule.marginal_alpha(t_end), schedule.marginal_std(t_end)
         x0_fn = make_model_fn(model, "dpmsolver++", corrector, corr_params)
         x = x0_fn(x, t_end, schedule.time_input(t_end), alpha, sigma)
         nfe = nfe + 1

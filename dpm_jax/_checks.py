@@ -10,9 +10,10 @@ import numpy as np
 
 METHODS = ("singlestep", "multistep", "singlestep_fixed", "adaptive", "unipc")
 ALGORITHM_TYPES = ("dpmsolver", "dpmsolver++", "sde-dpmsolver", "sde-dpmsolver++")
-SKIP_TYPES = ("time_uniform", "logSNR", "time_quadratic")
+SKIP_TYPES = ("time_uniform", "logSNR", "time_quadratic", "karras", "exponential", "linspace",
+              "leading", "trailing")
 SOLVER_TYPES = ("dpmsolver", "taylor")
-MODEL_TYPES = ("noise", "x_start", "v", "score")
+MODEL_TYPES = ("noise", "x_start", "v", "score", "flow", "edm")
 GUIDANCE_TYPES = ("uncond", "classifier", "classifier-free")
 MULTISTEP3_VARIANTS = ("reference", "third_order")
 
@@ -55,7 +56,7 @@ def check_schedule(schedule) -> None:
     if not isinstance(schedule, Schedule):
         raise TypeError(
             "`noise_schedule` must be a dpm_jax.schedules.Schedule (from schedules.discrete, "
-            f"vp_linear or vp_cosine), got {type(schedule).__name__}."
+            f"vp_linear, vp_cosine, ve, edm or flow), got {type(schedule).__name__}."
         )
 
 
@@ -93,7 +94,7 @@ def check_options(*, steps, order, method, algorithm_type, skip_type, solver_typ
 def check_times(schedule, t_start, t_end, direction: str | None):
     """Resolves defaults and checks the time span; direction "down" (sample),
     "up" (inverse) or None (either). Returns float (t_start, t_end)."""
-    t_min = 1.0 / schedule.total_N if schedule.is_discrete else 0.0
+    t_min = schedule.lowest_time
     if direction == "up":
         t_start = schedule.t_eps if t_start is None else t_start
         t_end = schedule.T if t_end is None else t_end
@@ -109,8 +110,8 @@ def check_times(schedule, t_start, t_end, direction: str | None):
             v = float(v)
         except (TypeError, ValueError):
             raise TypeError(f"`{name}` must be a number, got {type(v).__name__}.") from None
-        lo = "[1/N, T]" if schedule.is_discrete else "(0, T]"
-        if not np.isfinite(v) or v > schedule.T * (1 + 1e-12) or v < t_min * (1 - 1e-12) or v <= 0:
+        lo = "[1/N, T]" if schedule.is_discrete else "[0, T]"
+        if not np.isfinite(v) or v > schedule.T * (1 + 1e-12) or v < t_min * (1 - 1e-12) or v < 0:
             raise ValueError(f"`{name}` must lie in the schedule's time range {lo} = "
                              f"[{t_min:g}, {schedule.T:g}], got {v!r}.")
         out.append(v)

@@ -42,8 +42,9 @@ def point(schedule, t) -> Point:
     """Evaluates the schedule at t (NumPy float64 or jax)."""
     xp = jnp if isinstance(t, jax.Array) else np
     log_alpha = schedule.marginal_log_alpha(t)
-    sigma = xp.sqrt(1.0 - xp.exp(2.0 * log_alpha))
-    return Point(log_alpha, sigma, log_alpha - xp.log(sigma))
+    log_sigma = schedule.log_sigma(t)
+    with np.errstate(invalid="ignore"):
+        return Point(log_alpha, xp.exp(log_sigma), log_alpha - log_sigma)
 
 
 def _xp(v):
@@ -52,9 +53,10 @@ def _xp(v):
 
 def _phis(hh):
     xp = _xp(hh)
-    phi_1 = xp.expm1(hh)
-    phi_2 = phi_1 / hh - 1.0
-    phi_3 = phi_2 / hh - 0.5
+    with np.errstate(divide="ignore", invalid="ignore"):  # hh = 0 or inf: callers use phi_1 only
+        phi_1 = xp.expm1(hh)
+        phi_2 = phi_1 / hh - 1.0
+        phi_3 = phi_2 / hh - 0.5
     return phi_1, phi_2, phi_3
 
 

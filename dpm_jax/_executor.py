@@ -61,19 +61,27 @@ def make_corrector(correcting_x0_fn, thresholding_max_val, dynamic_thresholding_
 
 def make_model_fn(model, algorithm_type: str, corrector: Callable | None, corr_params) -> Callable:
     """M(x, t, t_input, alpha, sigma): eps for "dpmsolver"; the (corrected) data prediction
-    x0 = (x - sigma eps) / alpha for "dpmsolver++"."""
-    noise = model.noise if isinstance(model, WrappedModel) else (
-        lambda x, t, t_input, alpha, sigma: model(x, jnp.broadcast_to(t, (x.shape[0],))))
+    x0 for "dpmsolver++" (a wrapped model converts its own output, so v / x0 / flow
+    models are exact at alpha = 0; a plain function's eps gives x0 = (x - sigma eps) / alpha)."""
+    data = algorithm_type.endswith("++")
+    if isinstance(model, WrappedModel):
+        def predict(x, t, t_input, alpha, sigma):
+            return model.predict(x, t, t_input, alpha, sigma, data).astype(x.dtype)
+    else:
+        def predict(x, t, t_input, alpha, sigma):
+            eps = model(x, jnp.broadcast_to(t, (x.shape[0],))).astype(x.dtype)
+            if not data:
+                return eps
+            if jnp.ndim(alpha):  # per-sample times (the adaptive solver)
+                alpha = jnp.reshape(alpha, jnp.shape(alpha) + (1,) * (x.ndim - 1))
+                sigma = jnp.reshape(sigma, jnp.shape(sigma) + (1,) * (x.ndim - 1))
+            return (x - sigma * eps) / alpha
 
     def fn(x, t, t_input, alpha, sigma):
-        eps = noise(x, t, t_input, alpha, sigma).astype(x.dtype)
-        if not algorithm_type.endswith("++"):
-            return eps
-        if jnp.ndim(alpha):  # per-sample times (the adaptive solver)
-            alpha = jnp.reshape(alpha, jnp.shape(alpha) + (1,) * (x.ndim - 1))
-            sigma = jnp.reshape(sigma, jnp.shape(sigma) + (1,) * (x.ndim - 1))
-        x0 = (x - sigma * eps) / alpha
-        return x0 if corrector is None else corrector(x0, t, *corr_params).astype(x.dtype)
+        m = predict(x, t, t_input, alpha, sigma)
+        if not data or corrector is None:
+            return m
+        return corrector(m, t, *corr_params).astype(x.dtype)
 
     return fn
 
@@ -217,6 +225,21 @@ def as_model(model):
     return jax.tree_util.Partial(model)
 
 
+def _check_alpha_zero(model, plan: Plan) -> None:
+    """A noise (or score) prediction gives no x0 at alpha = 0: refuse such a plan."""
+    alpha = plan.alpha
+    if isinstance(alpha, jax.core.Tracer) or not plan.algorithm_type.endswith("++"):
+        return
+    if not np.any(np.asarray(alpha) == 0.0):
+        return
+    kind = model.model_type if isinstance(model, WrappedModel) else "noise"
+    if kind in ("noise", "score"):
+        raise ValueError(f"This plan evaluates the model at alpha = 0 (pure noise), where a "
+                         f"{kind} prediction determines no x0 (eps = x_T there). Wrap a v-, x0- or "
+                         "flow-prediction network with dpm_jax.model_wrapper(..., model_type="
+                         "'v' / 'x_start' / 'flow'), or start at t_start < T.")
+
+
 def execute_plan(
     model,
     x,
@@ -248,6 +271,7 @@ def execute_plan(
         model.check_batch(x)
     corrector, corr_params = make_corrector(correcting_x0_fn, thresholding_max_val,
                                             dynamic_thresholding_ratio)
+    _check_alpha_zero(model, plan)
     if progress:
         _progress.require_tqdm()
     key = _check_key(key, plan, x) if plan.stochastic else None

@@ -18,7 +18,8 @@ __all__ = ["sample", "inverse"]
 def _solve(direction, model, x, noise_schedule, *, steps, order, method, algorithm_type, skip_type,
            solver_type, lower_order_final, denoise_to_zero, t_start, t_end, multistep3_variant,
            unipc_variant, unipc_corrector,
-           correcting_x0_fn,
+           correcting_x0_fn, final_sigmas_type=None, euler_at_final=False, karras_rho=7.0,
+           steps_offset=0,
            thresholding_max_val, dynamic_thresholding_ratio, atol, rtol, return_intermediate,
            return_info, unroll, error_norm, remat=False, progress=False, key=None,
            _batch_axis=None):
@@ -35,6 +36,15 @@ def _solve(direction, model, x, noise_schedule, *, steps, order, method, algorit
                          f"({model.schedule.name}, N={model.schedule.total_N} vs "
                          f"{noise_schedule.name}, N={noise_schedule.total_N}).")
     if method == "adaptive":
+        lams = [noise_schedule.marginal_lambda(float(t)) for t in (t_start, t_end)]
+        if not all(map(lambda v: bool(jnp.isfinite(v)), lams)):
+            raise ValueError("method='adaptive' needs a finite half log-SNR at t_start and t_end "
+                             f"(got {lams[0]} and {lams[1]}: alpha = 0 or sigma = 0 there); move "
+                             "t_start/t_end inside the schedule or use a fixed grid.")
+        if final_sigmas_type is not None or euler_at_final or skip_type not in (
+                "time_uniform", "logSNR", "time_quadratic"):
+            raise ValueError("method='adaptive' chooses its own steps: final_sigmas_type, "
+                             "euler_at_final and skip_type do not apply.")
         if return_intermediate:
             raise ValueError("`return_intermediate=True` is not supported with method='adaptive' "
                              "(its number of steps is known only on device).")
@@ -61,7 +71,9 @@ def _solve(direction, model, x, noise_schedule, *, steps, order, method, algorit
                           solver_type=solver_type, lower_order_final=lower_order_final,
                           denoise_to_zero=denoise_to_zero, t_start=t_start, t_end=t_end,
                           multistep3_variant=multistep3_variant, unipc_variant=unipc_variant,
-                          unipc_corrector=unipc_corrector)
+                          unipc_corrector=unipc_corrector, final_sigmas_type=final_sigmas_type,
+                          euler_at_final=euler_at_final, karras_rho=karras_rho,
+                          steps_offset=steps_offset)
         x_out, info = execute_plan(model, x, plan, correcting_x0_fn=correcting_x0_fn,
                                    thresholding_max_val=thresholding_max_val,
                                    dynamic_thresholding_ratio=dynamic_thresholding_ratio,
@@ -89,6 +101,10 @@ def sample(
     multistep3_variant: str = "reference",
     unipc_variant: str = "bh2",
     unipc_corrector: bool = True,
+    final_sigmas_type: str | None = None,
+    euler_at_final: bool = False,
+    karras_rho: float = 7.0,
+    steps_offset: int = 0,
     correcting_x0_fn: str | Callable | None = None,
     thresholding_max_val: float = 1.0,
     dynamic_thresholding_ratio: float = 0.995,
@@ -127,10 +143,24 @@ def sample(
         order 1 is DDPM's ancestral step, 2 and 3 are dpmpp_2m_sde /
         dpmpp_3m_sde) or "sde-dpmsolver" (noise-prediction form, orders 1-2),
         which need ``key``.
-      skip_type: the time grid: "time_uniform", "logSNR", "time_quadratic".
+      skip_type: the time grid: "time_uniform", "logSNR", "time_quadratic"
+        (the reference implementation's), "karras" (sigma^(1/rho) uniform with
+        sigma = sigma_t / alpha_t = e^{-lambda}; see ``dpm_jax.grid_nodes``),
+        "exponential" (log sigma uniform), or diffusers' spacings of a discrete
+        table "linspace", "leading", "trailing" (integer timesteps, with
+        ``steps_offset``). The last five follow diffusers' grid and order
+        rules (``steps`` model nodes plus a final node, see ``final_sigmas_type``).
+      final_sigmas_type: None (the grid ends at ``t_end``), or diffusers'
+        final node after ``steps`` model nodes: "zero" (the data, sigma = 0,
+        reached by a first-order step; the default of the diffusers spacings)
+        or "sigma_min" (``schedule.t_eps``).
+      euler_at_final: make the last step first order (diffusers' option).
+      karras_rho: rho of ``skip_type="karras"`` (7, Karras et al. 2022).
+      steps_offset: added to diffusers' "leading" timesteps.
       solver_type: "dpmsolver" or "taylor", the form of the high-order terms.
       lower_order_final: use lower orders for the last steps when steps < 10
-        (multistep; the reference implementation's rule).
+        (multistep; the reference implementation's rule; with diffusers' grids
+        its rules: steps < 15 for multistep, always for UniPC).
       denoise_to_zero: return the data prediction at ``t_end`` (one more call).
       t_start, t_end: the time span, default ``schedule.T`` and ``schedule.t_eps``.
       multistep3_variant: the third-order multistep update: "reference" (as
@@ -184,6 +214,8 @@ def sample(
                   lower_order_final=lower_order_final, denoise_to_zero=denoise_to_zero,
                   t_start=t_start, t_end=t_end, multistep3_variant=multistep3_variant,
                   unipc_variant=unipc_variant, unipc_corrector=unipc_corrector,
+                  final_sigmas_type=final_sigmas_type, euler_at_final=euler_at_final,
+                  karras_rho=karras_rho, steps_offset=steps_offset,
                   correcting_x0_fn=correcting_x0_fn,
                   thresholding_max_val=thresholding_max_val,
                   dynamic_thresholding_ratio=dynamic_thresholding_ratio, atol=atol, rtol=rtol,

@@ -65,44 +65,68 @@ class WrappedModel:
     static_classifier_kwargs: tuple = dataclasses.field(metadata=dict(static=True))
     cfg_doubled: bool = dataclasses.field(metadata=dict(static=True))
     model_dtype: Any = dataclasses.field(default=None, metadata=dict(static=True))
+    sigma_data: float | None = dataclasses.field(default=None, metadata=dict(static=True))
 
     def __call__(self, x, t):
         """eps(x, t) with alpha_t, sigma_t taken from the schedule on device."""
         t = jnp.asarray(t, x.dtype)
-        log_alpha = self.schedule.marginal_log_alpha(t)
-        alpha = jnp.exp(log_alpha)
-        sigma = jnp.sqrt(1.0 - jnp.exp(2.0 * log_alpha))
+        alpha, sigma = self.schedule.marginal_alpha(t), self.schedule.marginal_std(t)
         return self.noise(x, t, self.schedule.time_input(t), alpha, sigma)
 
-    def _net(self, x, t_input, cond=None):
+    def _net(self, x, t_input, alpha, sigma, cond=None):
         kwargs = dict(self.static_model_kwargs, **self.model_kwargs)
         t_in = jnp.broadcast_to(jnp.asarray(t_input, x.dtype), (x.shape[0],))
-        x_in = x if self.model_dtype is None else x.astype(self.model_dtype)
+        x_in = x
+        if self.model_type == "edm":  # EDM preconditioning (Karras et al. 2022, Table 1)
+            a, s = _expand(alpha, x), _expand(sigma, x)
+            sd = self.sigma_data
+            norm = jnp.sqrt(s * s + (a * sd) ** 2)  # alpha sqrt(sigma^2 / alpha^2 + sd^2)
+            x_in = x / norm  # c_in(sigma / alpha) * x / alpha
+            t_in = jnp.broadcast_to(0.25 * (jnp.log(jnp.asarray(sigma, x.dtype))
+                                            - jnp.log(jnp.asarray(alpha, x.dtype))), (x.shape[0],))
+        x_in = x_in if self.model_dtype is None else x_in.astype(self.model_dtype)
         out = self.net(x_in, t_in, **kwargs) if cond is None else self.net(x_in, t_in, cond, **kwargs)
         if not hasattr(out, "shape") or out.shape != x.shape:
             raise ValueError(f"model_wrapper: the network must return an array of the input's shape "
                              f"{x.shape}, got {getattr(out, 'shape', type(out).__name__)}.")
-        return out.astype(x.dtype)
+        out = out.astype(x.dtype)
+        if self.model_type == "edm":  # D = c_skip x / alpha + c_out F, in terms of x
+            out = (sd * sd * a * x + s * sd * out) / (norm * norm)
+        return out
 
-    def _to_noise(self, out, x, alpha, sigma):
-        """eps from the network output: x_start: (x - alpha x0) / sigma;
-        v: alpha v + sigma x; score: -sigma score."""
-        if self.model_type == "noise":
-            return out
+    def _convert(self, out, x, alpha, sigma, data: bool):
+        """The network output as a data prediction x0 (``data``) or a noise prediction eps.
+
+        With x = alpha x0 + sigma eps: "noise": x0 = (x - sigma eps) / alpha;
+        "x_start" / "edm" (D = x0): eps = (x - alpha x0) / sigma; "v" (v = alpha eps -
+        sigma x0): x0 = alpha x - sigma v, eps = sigma x + alpha v (VP); "score":
+        eps = -sigma score; "flow" (u = eps - x0): x0 = (x - sigma u) / (alpha + sigma),
+        eps = (x + alpha u) / (alpha + sigma). Each form is finite where the other
+        end of the schedule makes its alternative 0 / 0 (v and flow at alpha = 0).
+        """
         a, s = _expand(alpha, x), _expand(sigma, x)
-        if self.model_type == "x_start":
-            return (x - a * out) / s
-        if self.model_type == "v":
-            return a * out + s * x
-        return -s * out
+        kind = self.model_type
+        if kind == "noise":
+            return (x - s * out) / a if data else out
+        if kind in ("x_start", "edm"):
+            return out if data else (x - a * out) / s
+        if kind == "v":
+            return a * x - s * out if data else s * x + a * out
+        if kind == "flow":
+            return (x - s * out) / (a + s) if data else (x + a * out) / (a + s)
+        eps = -s * out  # score
+        return (x - s * eps) / a if data else eps
 
-    def noise(self, x, t, t_input, alpha, sigma):
-        """eps(x, t) given the schedule's values at t (as the executor has them planned)."""
+    def predict(self, x, t, t_input, alpha, sigma, data: bool):
+        """The (guided) data prediction x0 (``data=True``) or noise prediction eps at the
+        planned schedule values; guidance is linear in either space:
+        classifier-free ``P_u + s (P_c - P_u)``, classifier ``eps - s sigma grad log p``
+        (``x0 + s sigma^2 / alpha grad log p``)."""
         del t
         if self.guidance_type == "uncond":
-            return self._to_noise(self._net(x, t_input), x, alpha, sigma)
+            return self._convert(self._net(x, t_input, alpha, sigma), x, alpha, sigma, data)
         if self.guidance_type == "classifier":
-            eps = self._to_noise(self._net(x, t_input), x, alpha, sigma)
+            pred = self._convert(self._net(x, t_input, alpha, sigma), x, alpha, sigma, data)
             kwargs = dict(self.static_classifier_kwargs, **self.classifier_kwargs)
             t_in = jnp.broadcast_to(jnp.asarray(t_input, x.dtype), (x.shape[0],))
 
@@ -110,17 +134,25 @@ class WrappedModel:
                 return jnp.sum(self.classifier_fn(x_, t_in, self.condition, **kwargs))
 
             grad = jax.grad(log_prob)(x)
-            return eps - _expand(self.guidance_scale, x) * _expand(sigma, x) * grad
+            a, s = _expand(alpha, x), _expand(sigma, x)
+            step = s * grad if not data else -(s * s / a) * grad
+            return pred - _expand(self.guidance_scale, x) * step
         if not self.cfg_doubled:
-            return self._to_noise(self._net(x, t_input, self.condition), x, alpha, sigma)
+            return self._convert(self._net(x, t_input, alpha, sigma, self.condition), x, alpha,
+                                 sigma, data)
         x2 = jnp.concatenate([x, x], axis=0)
         c2 = jax.tree_util.tree_map(lambda u, c: jnp.concatenate([u, c], axis=0),
                                     self.unconditional_condition, self.condition)
         t2 = jnp.concatenate([jnp.broadcast_to(jnp.asarray(t_input, x.dtype), (x.shape[0],))] * 2)
         a2 = jnp.concatenate([jnp.broadcast_to(jnp.asarray(alpha, x.dtype), (x.shape[0],))] * 2)
         s2 = jnp.concatenate([jnp.broadcast_to(jnp.asarray(sigma, x.dtype), (x.shape[0],))] * 2)
-        eps_u, eps_c = jnp.split(self._to_noise(self._net(x2, t2, c2), x2, a2, s2), 2, axis=0)
-        return eps_u + _expand(self.guidance_scale, x) * (eps_c - eps_u)
+        out = self._convert(self._net(x2, t2, a2, s2, c2), x2, a2, s2, data)
+        p_u, p_c = jnp.split(out, 2, axis=0)
+        return p_u + _expand(self.guidance_scale, x) * (p_c - p_u)
+
+    def noise(self, x, t, t_input, alpha, sigma):
+        """eps(x, t) given the schedule's values at t (as the executor has them planned)."""
+        return self.predict(x, t, t_input, alpha, sigma, data=False)
 
     def check_batch(self, x) -> None:
         """Trace-time check that conditions match the batch of x."""
@@ -146,7 +178,8 @@ jax.tree_util.register_dataclass(
     data_fields=["condition", "unconditional_condition", "guidance_scale", "model_kwargs",
                  "classifier_kwargs"],
     meta_fields=["net", "schedule", "model_type", "guidance_type", "classifier_fn",
-                 "static_model_kwargs", "static_classifier_kwargs", "cfg_doubled", "model_dtype"],
+                 "static_model_kwargs", "static_classifier_kwargs", "cfg_doubled", "model_dtype",
+                 "sigma_data"],
 )
 
 
@@ -162,6 +195,7 @@ def model_wrapper(
     classifier_fn: Callable | None = None,
     classifier_kwargs: dict | None = None,
     model_dtype: Any = None,
+    sigma_data: float | None = None,
 ) -> WrappedModel:
     """Wraps a network as a continuous-time noise predictor eps(x, t).
 
@@ -171,8 +205,24 @@ def model_wrapper(
     schedules, t itself for continuous ones. Its output is converted to a noise
     prediction (DPM-Solver App. D):
 
-    - "noise": eps;  "x_start": eps = (x - alpha_t x0) / sigma_t;
-    - "v": eps = alpha_t v + sigma_t x;  "score": eps = -sigma_t score.
+    - "noise": eps;  "x_start": x0;  "score": grad log p_t = -eps / sigma_t;
+    - "v": v = alpha_t eps - sigma_t x0 (VP schedules);
+    - "flow": the flow-matching velocity u = eps - x0 (d x_t / d t for
+      ``schedules.flow()``, where x_t = (1 - t) x0 + t eps); x0 = (x - sigma u) /
+      (alpha + sigma), finite at alpha = 0;
+    - "edm": a raw EDM network F (Karras et al. 2022, Table 1): dpm_jax calls it as
+      ``F(c_in x, c_noise)`` with ``c_in = 1 / sqrt(sigma^2 + sigma_data^2)``,
+      ``c_noise = log(sigma) / 4`` and takes ``D = c_skip x + c_out F`` as x0
+      (``c_skip = sigma_data^2 / (sigma^2 + sigma_data^2)``,
+      ``c_out = sigma sigma_data / sqrt(sigma^2 + sigma_data^2)``), with sigma =
+      sigma_t / alpha_t and x / alpha_t on schedules where alpha != 1.
+      ``sigma_data`` defaults to the schedule's (``schedules.edm``) or 0.5. A network
+      that already returns D(x; sigma) is ``model_type="x_start"``.
+
+    The solvers ask for the data prediction (DPM-Solver++) or the noise
+    prediction (DPM-Solver) and get it from the output directly, so a v-, x0- or
+    flow-prediction model is exact at alpha = 0 (zero terminal SNR, flow models at
+    t = 1), where a noise prediction cannot give x0.
 
     Guidance:
 
@@ -236,7 +286,22 @@ def model_wrapper(
         static_classifier_kwargs=c_static,
         cfg_doubled=cfg_doubled,
         model_dtype=_check_model_dtype(model_dtype),
+        sigma_data=_check_sigma_data(model_type, sigma_data, noise_schedule),
     )
+
+
+def _check_sigma_data(model_type, sigma_data, schedule):
+    if sigma_data is None:
+        if model_type != "edm":
+            return None
+        return float(schedule.sigma_data) if schedule.sigma_data is not None else 0.5
+    if model_type != "edm":
+        raise ValueError(f"`sigma_data` is EDM's preconditioning constant; it needs "
+                         f"model_type='edm', got model_type={model_type!r}.")
+    if isinstance(sigma_data, bool) or not isinstance(sigma_data, (int, float, np.number)) or not (
+            np.isfinite(sigma_data) and sigma_data > 0):
+        raise ValueError(f"`sigma_data` must be a finite number > 0, got {sigma_data!r}.")
+    return float(sigma_data)
 
 
 def _check_model_dtype(dtype):
