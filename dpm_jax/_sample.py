@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import jax.numpy as jnp
+import numpy as np
 
 from dpm_jax import _adaptive, _checks
 from dpm_jax._executor import SampleInfo, as_model, execute_plan, is_traced, make_corrector
@@ -36,8 +37,8 @@ def _solve(direction, model, x, noise_schedule, *, steps, order, method, algorit
                          f"({model.schedule.name}, N={model.schedule.total_N} vs "
                          f"{noise_schedule.name}, N={noise_schedule.total_N}).")
     if method == "adaptive":
-        lams = [noise_schedule.marginal_lambda(float(t)) for t in (t_start, t_end)]
-        if not all(map(lambda v: bool(jnp.isfinite(v)), lams)):
+        lams = [float(noise_schedule.marginal_lambda(np.float64(t))) for t in (t_start, t_end)]
+        if not all(np.isfinite(lams)):
             raise ValueError("method='adaptive' needs a finite half log-SNR at t_start and t_end "
                              f"(got {lams[0]} and {lams[1]}: alpha = 0 or sigma = 0 there); move "
                              "t_start/t_end inside the schedule or use a fixed grid.")
@@ -202,6 +203,7 @@ def sample(
     not recompile.
 
     >>> import jax.numpy as jnp
+import numpy as np
     >>> from dpm_jax import schedules, model_wrapper
     >>> sched = schedules.vp_linear()
     >>> model = model_wrapper(lambda x, t: 0.0 * x, sched)
@@ -263,6 +265,7 @@ def inverse(
     h = lambda_t - lambda_s < 0.
 
     >>> import jax.numpy as jnp
+import numpy as np
     >>> from dpm_jax import schedules, model_wrapper
     >>> sched = schedules.vp_linear()
     >>> model = model_wrapper(lambda x, t: 0.0 * x, sched)

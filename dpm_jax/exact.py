@@ -109,7 +109,9 @@ def exact_ode_solution(
       gmm: the data distribution: a :class:`~dpm_jax.problems.GMM` or an
         :class:`~dpm_jax.problems.Empirical`.
       schedule: a :class:`dpm_jax.schedules.Schedule` (only its
-        ``marginal_lambda`` is used, at the two ends).
+        ``marginal_lambda`` and ``marginal_alpha`` are used, at the two ends;
+        any schedule, VP or not: x = alpha y with the schedule's own alpha).
+        lambda must be finite at both ends.
       x_T: the states at ``t_start``, shape (B, D) (or (D,)); NumPy or jax.
       t_start, t_end: the times to integrate between.
       rtol, atol: tolerances of ``solve_ivp`` on y = x / alpha.
@@ -155,8 +157,13 @@ def exact_ode_solution(
 
     lam_start = float(schedule.marginal_lambda(np.float64(t_start)))
     lam_end = float(schedule.marginal_lambda(np.float64(t_end)))
-    alpha_start, _ = alpha_sigma_from_lambda(lam_start)
-    alpha_end, _ = alpha_sigma_from_lambda(lam_end)
+    if not (np.isfinite(lam_start) and np.isfinite(lam_end)):
+        raise ValueError(f"exact_ode_solution(): the half log-SNR must be finite at t_start and "
+                         f"t_end (y = x / alpha, lambda in the ODE); got {lam_start} and {lam_end}.")
+    # The ODE in (lambda, y = x / alpha) does not depend on the schedule; only the
+    # ends do, through the schedule's own alpha (not VP's alpha(lambda): ve, edm, flow).
+    alpha_start = float(schedule.marginal_alpha(np.float64(t_start)))
+    alpha_end = float(schedule.marginal_alpha(np.float64(t_end)))
     if lam_start == lam_end:
         return x.copy()
 

@@ -20,6 +20,8 @@ def net(x, t, cond=None):
 
 
 MODEL = dpm_jax.model_wrapper(net, SCHED)
+FLOW = schedules.flow()
+FLOW_MODEL = dpm_jax.model_wrapper(net, FLOW, model_type="flow")
 
 
 def sample(**kw):
@@ -110,6 +112,55 @@ CASES = [
     ("build_plan adaptive", lambda: dpm_jax.build_plan(SCHED, method="adaptive", order=2), ValueError,
      "adaptive"),
     ("execute_plan without a plan", lambda: dpm_jax.execute_plan(MODEL, X, {"t": 1}), TypeError, "plan"),
+    # model families, spacings, infinite log-SNR, diffusers configs
+    ("unknown final_sigmas_type", lambda: sample(final_sigmas_type="min"), ValueError,
+     "final_sigmas_type"),
+    ("karras_rho 0", lambda: sample(skip_type="karras", karras_rho=0.0), ValueError, "karras_rho"),
+    ("steps_offset negative", lambda: sample(skip_type="leading", steps_offset=-1), ValueError,
+     "steps_offset"),
+    ("euler_at_final not bool", lambda: sample(euler_at_final="yes"), TypeError, "euler_at_final"),
+    ("diffusers spacing on a continuous schedule",
+     lambda: sample(sched=VP, model=dpm_jax.model_wrapper(net, VP), skip_type="trailing"),
+     ValueError, "skip_type"),
+    ("leading timesteps beyond the table", lambda: sample(skip_type="leading", steps=10,
+                                                          steps_offset=999), ValueError, "steps_offset"),
+    ("logSNR to sigma = 0", lambda: sample(sched=FLOW, model=FLOW_MODEL, skip_type="logSNR"),
+     ValueError, "skip_type"),
+    ("noise prediction from alpha = 0", lambda: sample(sched=FLOW, model=FLOW_MODEL,
+                                                       algorithm_type="dpmsolver"),
+     ValueError, "algorithm_type"),
+    ("eps model at alpha = 0", lambda: sample(sched=FLOW, model=dpm_jax.model_wrapper(net, FLOW)),
+     ValueError, "model_type"),
+    ("denoise_to_zero at sigma = 0", lambda: sample(sched=FLOW, model=FLOW_MODEL,
+                                                    denoise_to_zero=True), ValueError, "denoise_to_zero"),
+    ("adaptive from alpha = 0", lambda: sample(sched=FLOW, model=FLOW_MODEL, method="adaptive"),
+     ValueError, "adaptive"),
+    ("karras from alpha = 0", lambda: sample(sched=FLOW, model=FLOW_MODEL, skip_type="karras"),
+     ValueError, "t_start"),
+    ("final_sigmas_type for inversion", lambda: dpm_jax.inverse(MODEL, X, SCHED,
+                                                                final_sigmas_type="zero"),
+     TypeError, "final_sigmas_type"),
+    ("flow shift 0", lambda: schedules.flow(shift=0.0), ValueError, "shift"),
+    ("edm sigma_max < sigma_min", lambda: schedules.edm(1.0, 0.5), ValueError, "sigma_min"),
+    ("ve sigma_min string", lambda: schedules.ve("0.01", 50.0), TypeError, "sigma_min"),
+    ("discrete rescale not bool", lambda: schedules.discrete(betas=[0.1, 0.2],
+                                                             rescale_zero_terminal_snr=1),
+     TypeError, "rescale_zero_terminal_snr"),
+    ("sigma_data without edm", lambda: dpm_jax.model_wrapper(net, SCHED, sigma_data=0.5), ValueError,
+     "sigma_data"),
+    ("diffusers unknown class", lambda: dpm_jax.from_diffusers_config({"_class_name": "PNDMScheduler"}),
+     ValueError, "_class_name"),
+    ("diffusers bad value", lambda: dpm_jax.from_diffusers_config(
+        {"_class_name": "DPMSolverMultistepScheduler", "solver_order": 4}), ValueError, "solver_order"),
+    ("diffusers bad prediction_type", lambda: dpm_jax.from_diffusers_config(
+        {"_class_name": "UniPCMultistepScheduler", "prediction_type": "eps"}), ValueError,
+     "prediction_type"),
+    ("diffusers unsupported option", lambda: dpm_jax.from_diffusers_config(
+        {"_class_name": "DPMSolverMultistepScheduler", "use_lu_lambdas": True}), ValueError,
+     "use_lu_lambdas"),
+    ("diffusers missing file", lambda: dpm_jax.from_diffusers_config("/nonexistent/scheduler.json"),
+     ValueError, "not a file"),
+    ("diffusers config of a wrong type", lambda: dpm_jax.from_diffusers_config(3), TypeError, "config"),
 ]
 
 
@@ -122,3 +173,24 @@ def test_bad_input_raises_naming_the_argument(call, exc, text):
 
 def test_enough_cases():
     assert len(CASES) >= 20
+
+
+def test_diffusers_unknown_keys_are_reported_not_dropped():
+    cfg = {"_class_name": "DPMSolverMultistepScheduler", "_diffusers_version": "0.30.0",
+           "solver_order": 3, "my_option": 1}
+    with pytest.warns(UserWarning, match="my_option"):
+        setup = dpm_jax.from_diffusers_config(cfg)
+    assert setup.unknown == ("my_option",) and setup.options["order"] == 3
+
+
+def test_diffusers_config_from_a_file_and_a_folder(tmp_path):
+    import json
+    cfg = {"_class_name": "UniPCMultistepScheduler", "solver_order": 3, "prediction_type": "v_prediction"}
+    (tmp_path / "scheduler").mkdir()
+    (tmp_path / "scheduler" / "scheduler_config.json").write_text(json.dumps(cfg))
+    a = dpm_jax.from_diffusers_config(tmp_path)
+    b = dpm_jax.from_diffusers_config(tmp_path / "scheduler" / "scheduler_config.json")
+    assert a.options == b.options and a.model_type == "v" and a.options["method"] == "unipc"
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(ValueError, match="JSON"):
+        dpm_jax.from_diffusers_config(tmp_path / "bad.json")

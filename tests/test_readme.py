@@ -19,3 +19,11 @@ def test_readme_quickstart_and_extras_run(capsys):
     exec(compile(_block("Beyond the reference: UniPC, stochastic solvers, gradients, progress"),
                  "README.md", "exec"), ns)
     assert ns["x0"].shape == ns["x_T"].shape and np.all(np.isfinite(np.asarray(ns["g"])))
+
+
+def test_readme_model_families_run(capsys):
+    """The model-family examples (the table's first code block after its heading)."""
+    code = re.search(r"## Model families\n.*?```python\n(.*?)```", TEXT, re.S).group(1)
+    ns: dict = {}
+    exec(compile(code, "README.md", "exec"), ns)
+    assert "(4, 8) True" in capsys.readouterr().out
