@@ -188,6 +188,10 @@ def grid_nodes(schedule: Schedule, skip_type: str, t_start: float, t_end: float,
             raise ValueError(f"skip_type={skip_type!r} needs a finite noise level sigma/alpha at "
                              f"t_start={t_start} (alpha = 0 there); start slightly below T.")
         s0, s1 = _sigma_hat(lam0), _sigma_hat(lam1)
+        if with_final and s1 == 0.0:
+            raise ValueError(f"final_sigmas_type={final_sigmas_type!r} appends a final node after the "
+                             f"{skip_type!r} grid, which already ends on the data at t_end={t_end} "
+                             "(sigma = 0); pass a t_end with sigma > 0, or final_sigmas_type=None.")
         ramp = np.linspace(0.0, 1.0, n_pts)
         if skip_type == "karras":
             sig = (s0 ** (1.0 / karras_rho) + ramp * (s1 ** (1.0 / karras_rho) - s0 ** (1.0 / karras_rho))) ** karras_rho
@@ -212,6 +216,10 @@ def grid_nodes(schedule: Schedule, skip_type: str, t_start: float, t_end: float,
         nodes = [_node(schedule, t) for t in (ts[:-1] if with_final else ts)]
     if with_final:
         nodes.append(DATA_NODE if final_sigmas_type == "zero" else _node(schedule, schedule.t_eps))
+        if nodes[-1].p.lam < nodes[-2].p.lam:
+            raise ValueError(f"final_sigmas_type='sigma_min' ends on the schedule's t_eps="
+                             f"{schedule.t_eps:g}, noisier than the grid's last node at t_end="
+                             f"{t_end:g}; pass t_end >= t_eps or final_sigmas_type='zero'.")
     return nodes
 
 
@@ -646,6 +654,11 @@ def build_plan(
     ends = [schedule.marginal_lambda(np.float64(t)) for t in (t_start, t_end)]
     if nodes is not None:
         ends = [nodes[0].p.lam, nodes[-1].p.lam]
+    if t_start < t_end and not all(np.isfinite(ends)):
+        raise ValueError(f"Inversion (t_start < t_end) needs a finite half log-SNR at both ends: "
+                         f"it is {ends[0]} at t_start={t_start} and {ends[1]} at t_end={t_end} "
+                         "(sigma = 0 or alpha = 0 there; the ODE is singular at the data and at pure "
+                         "noise). Move t_start/t_end inside the schedule.")
     if not data and ends[0] == -np.inf:
         raise ValueError(f"algorithm_type={algorithm_type!r} integrates the noise prediction, which "
                          "is undefined at alpha = 0 (pure noise, lambda = -inf) where this run starts; "
@@ -670,6 +683,8 @@ def build_plan(
                         2.0 if multistep3_variant == "third_order" else 1.0,
                         stochastic=algorithm_type.startswith("sde-"))
     elif method == "singlestep" and (node_mode or infinite):
+        if nodes is None:  # logSNR: refuses the infinite end with a skip_type message
+            nodes = grid_nodes(schedule, skip_type, t_start, t_end, steps)
         if node_mode:
             calls = diffusers_singlestep_orders(steps, order, lower_order_final,
                                                 final_sigmas_type == "zero")

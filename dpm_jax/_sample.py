@@ -203,7 +203,6 @@ def sample(
     not recompile.
 
     >>> import jax.numpy as jnp
-import numpy as np
     >>> from dpm_jax import schedules, model_wrapper
     >>> sched = schedules.vp_linear()
     >>> model = model_wrapper(lambda x, t: 0.0 * x, sched)
@@ -265,7 +264,6 @@ def inverse(
     h = lambda_t - lambda_s < 0.
 
     >>> import jax.numpy as jnp
-import numpy as np
     >>> from dpm_jax import schedules, model_wrapper
     >>> sched = schedules.vp_linear()
     >>> model = model_wrapper(lambda x, t: 0.0 * x, sched)

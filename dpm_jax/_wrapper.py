@@ -91,7 +91,7 @@ class WrappedModel:
                              f"{x.shape}, got {getattr(out, 'shape', type(out).__name__)}.")
         out = out.astype(x.dtype)
         if self.model_type == "edm":  # D = c_skip x / alpha + c_out F, in terms of x
-            out = (sd * sd * a * x + s * sd * out) / (norm * norm)
+            out = (sd * sd * a * x / norm + s * sd * out) / norm
         return out
 
     def _convert(self, out, x, alpha, sigma, data: bool):

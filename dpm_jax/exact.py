@@ -32,7 +32,10 @@ and the exact noise predictor of a mixture depends on t only through
 depend on the schedule at all; the schedule only fixes the two ends
 ``lambda(t_start)`` and ``lambda(t_end)``. (That is exactly the invariance that
 makes DPM-Solver's discretisation in lambda natural; this module uses it only
-to avoid round-tripping through t(lambda).)
+to avoid round-tripping through t(lambda).) The same holds for schedules that are
+not VP (``ve``, ``edm``, ``flow``): eps* at (x, alpha, sigma) is eps* at
+(x / alpha, 1, e^{-lambda}), a function of y and lambda alone, so only the two
+ends use the schedule's own alpha (``x = alpha y``). lambda must be finite there.
 
 For an empirical distribution, ``eps* = (x - alpha x0*) / sigma`` with the
 ideal denoiser ``x0*`` (:func:`dpm_jax.problems.empirical_denoise`; written out
@@ -158,8 +161,9 @@ def exact_ode_solution(
     lam_start = float(schedule.marginal_lambda(np.float64(t_start)))
     lam_end = float(schedule.marginal_lambda(np.float64(t_end)))
     if not (np.isfinite(lam_start) and np.isfinite(lam_end)):
-        raise ValueError(f"exact_ode_solution(): the half log-SNR must be finite at t_start and "
-                         f"t_end (y = x / alpha, lambda in the ODE); got {lam_start} and {lam_end}.")
+        raise ValueError(f"exact_ode_solution(): the half log-SNR must be finite at t_start "
+                         f"and t_end (the ODE is in lambda, on y = x / alpha); got {lam_start} "
+                         f"and {lam_end}.")
     # The ODE in (lambda, y = x / alpha) does not depend on the schedule; only the
     # ends do, through the schedule's own alpha (not VP's alpha(lambda): ve, edm, flow).
     alpha_start = float(schedule.marginal_alpha(np.float64(t_start)))

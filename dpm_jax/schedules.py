@@ -357,7 +357,7 @@ def ve(sigma_min: float = 0.01, sigma_max: float = 50.0) -> Schedule:
 
     >>> import numpy as np
     >>> s = ve(0.01, 50.0)
-    >>> float(s.marginal_std(np.float64(1.0))), float(s.marginal_alpha(np.float64(0.3)))
+    >>> round(float(s.marginal_std(np.float64(1.0))), 9), float(s.marginal_alpha(np.float64(0.3)))
     (50.0, 1.0)
     """
     sigma_min, sigma_max = _check_pos("ve", sigma_min=sigma_min, sigma_max=sigma_max)
@@ -444,14 +444,14 @@ def flow(shift: float = 1.0, time_scale: float = 1.0) -> Schedule:
     """
     shift, time_scale = _check_pos("flow", shift=shift, time_scale=time_scale)
 
-    def sigma_of(t):
-        return shift * t / (1.0 + (shift - 1.0) * t)
+    def sigma_of(t):  # exact at both ends: 0 at t = 0, 1 at t = 1
+        return shift * t / (shift * t + (1.0 - t))
 
     def marginal_log_alpha(t):
         t = _as_host(t)
         xp = _xp(t)
         with np.errstate(divide="ignore"):
-            return xp.log1p(-sigma_of(t))
+            return xp.log((1.0 - t) / (shift * t + (1.0 - t)))  # alpha = 1 - sigma, 0 at t = 1
 
     def marginal_log_sigma(t):
         t = _as_host(t)

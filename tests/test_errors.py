@@ -140,6 +140,7 @@ CASES = [
     ("final_sigmas_type for inversion", lambda: dpm_jax.inverse(MODEL, X, SCHED,
                                                                 final_sigmas_type="zero"),
      TypeError, "final_sigmas_type"),
+    ("inversion from the data", lambda: dpm_jax.inverse(FLOW_MODEL, X, FLOW), ValueError, "t_start"),
     ("flow shift 0", lambda: schedules.flow(shift=0.0), ValueError, "shift"),
     ("edm sigma_max < sigma_min", lambda: schedules.edm(1.0, 0.5), ValueError, "sigma_min"),
     ("ve sigma_min string", lambda: schedules.ve("0.01", 50.0), TypeError, "sigma_min"),

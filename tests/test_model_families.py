@@ -94,7 +94,8 @@ def edm_denoiser(x, t_input):
 def edm_raw_net(x_in, c_noise):
     """A raw EDM network F (Karras et al. 2022, Table 1): called as F(c_in x, c_noise) with
     c_in = 1 / sqrt(sigma^2 + sd^2), c_noise = log(sigma) / 4; D = c_skip x + c_out F with
-    c_skip = sd^2 / (sigma^2 + sd^2), c_out = sigma sd / sqrt(sigma^2 + sd^2). So F = (D - c_skip x) / c_out."""
+    c_skip = sd^2 / (sigma^2 + sd^2), c_out = sigma sd / sqrt(sigma^2 + sd^2).
+    So F = (D - c_skip x) / c_out."""
     sigma = jnp.exp(4.0 * c_noise)[:, None]
     norm = jnp.sqrt(sigma**2 + SIGMA_DATA**2)
     x = x_in * norm
@@ -134,7 +135,8 @@ def _x_start(sched, t_start, seed=0):
 # ----------------------------------------------------------------------------------------------
 # Schedules and models, built once: a model's compiled program is cached by its identity.
 
-FLOW1, FLOW3, EDM = schedules.flow(), schedules.flow(shift=3.0), schedules.edm(sigma_data=SIGMA_DATA)
+FLOW1, FLOW3 = schedules.flow(), schedules.flow(shift=3.0)
+EDM = schedules.edm(sigma_data=SIGMA_DATA)
 ZSNR = schedules.discrete(betas=np.linspace(1e-4, 0.02, 1000), rescale_zero_terminal_snr=True)
 
 
@@ -221,20 +223,26 @@ def test_padded_execution_equals_sample(name, kw):
     np.testing.assert_allclose(_run(name, x, 12, **kw), want, rtol=1e-12, atol=1e-12)
 
 
+@jax.jit
+def _x0_prediction(model, x, t, t_input, alpha, sigma):
+    return model.predict(x, t, t_input, alpha, sigma, data=True)
+
+
 def test_edm_preconditioning_matches_denoiser():
     """model_type="edm" with a raw F gives D = x0*: on EDM's schedule, and on a flow schedule
-    (alpha != 1), where the wrapper applies EDM's preconditioning at sigma / alpha to x / alpha."""
-    x = jnp.asarray(_x_start(EDM, 3.0), jnp.float64)
-    for sigma in (80.0, 3.0, 0.5, 0.01):
-        got = MODELS["edm_raw"][1].predict(x, sigma, sigma, 1.0, sigma, data=True)
-        np.testing.assert_allclose(got, edm_denoiser(x, sigma), rtol=1e-12, atol=1e-12,
-                                   err_msg=f"EDM preconditioning at sigma={sigma}")
+    (alpha != 1), where the wrapper applies EDM's preconditioning at sigma / alpha to x / alpha.
+    Per-sample (alpha, sigma), one compiled call each."""
+    x = _x_start(EDM, 3.0)
+    sigmas = np.geomspace(80.0, 0.005, BATCH)
+    got = _x0_prediction(MODELS["edm_raw"][1], x, sigmas, sigmas, np.ones(BATCH), sigmas)
+    np.testing.assert_allclose(got, _posterior(x, 1.0, sigmas)[0], rtol=1e-12, atol=1e-12,
+                               err_msg="EDM preconditioning on schedules.edm()")
     raw_on_flow = dpm_jax.model_wrapper(edm_raw_net, FLOW3, model_type="edm", sigma_data=SIGMA_DATA)
-    for t in (0.9, 0.5, 0.05):
-        a, s = float(FLOW3.marginal_alpha(t)), float(FLOW3.marginal_std(t))
-        got = raw_on_flow.predict(x, t, FLOW3.time_input(t), a, s, data=True)
-        np.testing.assert_allclose(got, _posterior(x, a, s)[0], rtol=1e-12, atol=1e-12,
-                                   err_msg=f"EDM preconditioning on flow(3) at t={t}")
+    ts = np.linspace(0.98, 0.02, BATCH)
+    a, s = FLOW3.marginal_alpha(ts), FLOW3.marginal_std(ts)
+    got = _x0_prediction(raw_on_flow, x, ts, FLOW3.time_input(ts), a, s)
+    np.testing.assert_allclose(got, _posterior(x, a, s)[0], rtol=1e-12, atol=1e-12,
+                               err_msg="EDM preconditioning on schedules.flow(shift=3)")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -260,10 +268,11 @@ def test_edm_preconditioning_matches_denoiser():
 # the multistep solvers warm up with a first-order step, whose O(h^2) local error bounds the
 # global order of DPM-Solver++(3M) by 2 as h -> 0. Where sampling starts (alpha small) that
 # error is weighted by alpha and stays below the O(h^3) terms over these NFE. Started at higher
-# SNR it shows: flow t = 0.95 -> 0.05 (logSNR) measures 3M local orders 3.1, 3.3, 2.6, 2.2 and
-# EDM sigma 10 -> 0.02 (karras) 3.3, 2.6, 2.4, 2.2 over NFE 24..768. For the same reason 3M is
-# left out on the time_uniform grids: uniform in t, flow(shift=1)'s first step spans
-# Delta lambda ~ 190 / NFE, and 3M measures 2.3 there (flow(3): 3.0).
+# SNR it shows: flow t = 0.95 -> 0.05 (logSNR) measures 3M local orders 3.1, 3.3, 3.3, 2.6, 2.2
+# and EDM sigma 10 -> 0.02 (karras) 3.3, 3.1, 2.6, 2.4, 2.2 between NFE 12, 24, ..., 384. For
+# the same reason 3M is left out on the time_uniform grids: uniform in t from t = 0.995,
+# flow(shift=1)'s first step is long in lambda (0.69 at NFE 192, against 0.043 on the logSNR
+# grid), and 3M measures 2.3 there (flow(3): 3.0).
 
 CONV_NFES = (96, 192, 384, 768)
 CONV_CASES = {  # name: (model, skip_type, t_start, t_end)
@@ -336,10 +345,13 @@ def test_edm_raw_network_equals_denoiser_run():
 # pre-asymptotic range). Measured (order fitted over NFE 16, 64, 256; EDM 16, 32, 64, 128):
 #
 #   run                                   ms1   ms2   ms3   ss2   ss3   uni1  uni2
-#   flow1 t = 1 -> 0, time_uniform        0.99  1.39  1.49  1.73  1.91  1.70  1.58
-#   flow3 t = 1 -> 0, time_uniform        0.98  1.56  1.44  1.60  2.07  1.48  1.60
-#   zero-SNR v, t = 1 -> 1/N, time_unif.  0.98  1.34  1.41  1.52  1.67  1.43  1.43
-#   EDM 80 -> 0, karras + "zero"          1.00  2.39  3.35  1.88  2.94  1.94  2.95
+#   flow1 t = 1 -> 0, time_uniform        0.99  1.39  1.61  1.76  1.95  1.68  1.72
+#   flow3 t = 1 -> 0, time_uniform        0.97  1.54  1.39  1.56  1.94  1.44  1.88
+#   zero-SNR v, t = 1 -> 1/N, time_unif.  0.97  1.51  1.71  1.69  2.05  1.42  1.67
+#   EDM 80 -> 0, karras + "zero"          1.00  2.30  3.46  1.88  2.74  1.96  2.87
+#
+# (singlestep here is DPM-Solver-fast's order mix, ss3 = order 3. At NFE 192 -> 384 -> 768 the
+# flow1 local orders are 1.76, 1.80 (ms2) and 1.99, 2.00 (ms3): the limit is 2.)
 #
 # EDM's final_sigmas_type="zero" step goes from sigma_min = 0.002 (fixed) to 0: its error
 # ~1.8e-5 is a floor the runs reach beyond ~256 NFE, so its NFE stop at 128. Karras' rho = 7
@@ -368,7 +380,8 @@ def whole_problem(request, _x64):
     sched = MODELS[name][0]
     t0 = opts.get("t_start", sched.T)
     t1 = 0.0 if opts.get("final_sigmas_type") == "zero" else opts.get("t_end", sched.t_eps)
-    assert not np.all(np.isfinite(sched.marginal_lambda(np.array([t0, t1]))))  # alpha = 0 or sigma = 0
+    # the run starts at alpha = 0 or ends at sigma = 0
+    assert not np.all(np.isfinite(sched.marginal_lambda(np.array([t0, t1]))))
     x = _x_start(sched, t0)
     return request.param, name, nfes, opts, x, _theta_reference(sched, x, t0, t1)
 
@@ -388,13 +401,11 @@ def test_whole_range_converges(whole_problem, solver):
 
 
 @pytest.mark.parametrize("name, kw", [
-    ("flow1", dict(order=2)),
     ("flow3", dict(order=3, method="singlestep")),
-    ("flow1", dict(order=3, method="unipc")),
     ("flow1", dict(order=2, algorithm_type="sde-dpmsolver++")),
     ("zsnr_v", dict(order=2, method="unipc")),
-    ("edm_raw", dict(order=2, skip_type="karras", final_sigmas_type="zero")),
-])
+    ("edm_raw", dict(order=3, skip_type="karras", final_sigmas_type="zero")),
+], ids=["flow3-singlestep3", "flow1-sde2", "zsnr_v-unipc2", "edm_raw-multistep3-zero"])
 def test_ends_finite_in_float32(name, kw):
     """sample() in float32 from alpha = 0 / to sigma = 0 is finite and close to float64."""
     sched, model = MODELS[name]
@@ -445,8 +456,9 @@ def _random_schedule(rng, kind):
 
 def _random_options(rng, sched):
     method = str(rng.choice(["multistep", "singlestep", "unipc", "sde"]))
+    skips = DISCRETE_SKIPS if sched.is_discrete else CONTINUOUS_SKIPS
     opts = dict(steps=int(rng.integers(1, 31)), order=int(rng.integers(1, 4)),
-                skip_type=str(rng.choice(DISCRETE_SKIPS if sched.is_discrete else CONTINUOUS_SKIPS)),
+                skip_type=str(rng.choice(skips)),
                 final_sigmas_type=[None, "zero", "sigma_min"][int(rng.integers(0, 3))],
                 method=method, algorithm_type="dpmsolver++")
     if method == "sde":
@@ -458,6 +470,19 @@ def _random_options(rng, sched):
     if rng.random() < 0.15:
         opts.update(euler_at_final=True)
     return opts
+
+
+def _assert_grid_monotone(sched, t_start, t_end, opts, where=""):
+    """The grid of a diffusers-style run (its nodes and final node) never steps back up in noise."""
+    final, skip = opts.get("final_sigmas_type"), opts["skip_type"]
+    if final is None and skip in ("linspace", "leading", "trailing"):
+        final = "zero"
+    if final is None and skip not in ("karras", "exponential"):
+        return
+    nodes = dpm_jax.grid_nodes(sched, skip, sched.T if t_start is None else t_start,
+                               sched.t_eps if t_end is None else t_end, opts["steps"], final)
+    lam = np.array([n.p.lam for n in nodes])
+    assert np.all(np.diff(lam) >= 0), f"{where}: grid half log-SNR {lam}"
 
 
 @pytest.mark.parametrize("seed", range(8))
@@ -480,14 +505,53 @@ def test_plans_finite_property(seed):
                 assert plan.nfe == opts["steps"], where
                 for field in ("t", "t_input", "alpha", "sigma", "x_coef", "m_coef", "noise_coef"):
                     arr = np.asarray(getattr(plan, field))
-                    assert arr.dtype == np.float64 and np.all(np.isfinite(arr)), f"{where}: {field} {arr}"
+                    assert arr.dtype == np.float64, f"{where}: {field} {arr.dtype}"
+                    assert np.all(np.isfinite(arr)), f"{where}: {field} {arr}"
                 # the network is never called at the data (sigma = 0: EDM's c_noise = log sigma)
                 assert np.all(plan.sigma > 0) and np.all(plan.alpha >= 0), where
                 if np.any(plan.alpha == 0):
                     assert opts["algorithm_type"].endswith("++"), where
                 if not plan.stochastic:
                     assert not np.any(plan.noise_coef), where
+                _assert_grid_monotone(sched, t_start, t_end, opts, where)
     assert built >= 40 and refused >= 1, (built, refused)
+
+
+def test_flow_ends_exact_for_any_shift():
+    """alpha = 0 exactly at t = 1 and sigma = 0 at t = 0, for every shift. (sigma_t = shift t /
+    (1 + (shift - 1) t) rounds to 1 + ulp at t = 1 for some shifts, e.g. 0.43148041372226237,
+    where log(1 - sigma) is NaN; to 1 - ulp for others, e.g. 0.3, where alpha_T = 2e-16 and
+    lambda_T = -36 is finite, so the closed-form first step and the alpha = 0 checks are
+    skipped.)"""
+    shifts = np.concatenate([[0.43148041372226237, 0.3],
+                             np.random.default_rng(7).uniform(0.3, 5.0, 200)])
+    one, zero = np.float64(1.0), np.float64(0.0)
+    for shift in shifts:
+        s = schedules.flow(shift=float(shift))
+        assert float(s.marginal_alpha(one)) == 0.0 and s.marginal_lambda(one) == -np.inf, shift
+        assert abs(float(s.marginal_std(one)) - 1.0) < 1e-15, shift
+        assert float(s.marginal_std(zero)) == 0.0 and s.marginal_lambda(zero) == np.inf, shift
+    plan = dpm_jax.build_plan(schedules.flow(shift=0.43148041372226237), steps=12, order=1)
+    assert plan.alpha[0] == 0.0
+    assert np.all(np.isfinite(plan.x_coef)) and np.all(np.isfinite(plan.m_coef))
+
+
+@pytest.mark.parametrize("skip_type, t_end", [("time_quadratic", 0.0), ("karras", 0.01)])
+@pytest.mark.parametrize("algorithm_type", ["dpmsolver++", "sde-dpmsolver++"])
+def test_sigma_min_final_node_below_t_end(skip_type, t_end, algorithm_type):
+    """final_sigmas_type="sigma_min" appends the schedule's t_eps (here sigma = 0.1) after a grid
+    that already ends below it (t_end): refuse, or never step back up in sigma (where the SDE's
+    noise coefficient would be sqrt of a negative number)."""
+    sched = schedules.edm(sigma_min=0.1, sigma_max=3.0)
+    opts = dict(steps=26, order=1, skip_type=skip_type, final_sigmas_type="sigma_min",
+                algorithm_type=algorithm_type)
+    try:
+        plan = dpm_jax.build_plan(sched, t_end=t_end, **opts)
+    except ValueError as e:
+        assert any(name in str(e) for name in ARG_NAMES), e
+        return
+    assert np.all(np.isfinite(plan.x_coef)) and np.all(np.isfinite(plan.noise_coef))
+    _assert_grid_monotone(sched, None, t_end, opts)
 
 
 # ----------------------------------------------------------------------------------------------
