@@ -247,12 +247,17 @@ def _dynamic_shift(cls, c, notes):
                      "schedule yourself with dpm_jax.schedules.flow(shift=exp(mu), time_scale=...).")
 
 
-def from_diffusers_config(config) -> DiffusersSetup:
+def from_diffusers_config(config, scheduler: str | None = None) -> DiffusersSetup:
     """Schedule, model type and sampling options from a diffusers scheduler config.
 
     Args:
       config: a dict, a path to ``scheduler_config.json``, or a checkpoint folder
         holding it (directly or in ``scheduler/``). Nothing is downloaded.
+      scheduler: read the config as this scheduler class instead of its
+        ``_class_name``, as ``DPMSolverMultistepScheduler.from_config(pipe.scheduler.config)``
+        does in diffusers (e.g. a Stable Diffusion checkpoint ships a PNDMScheduler
+        config; its noise schedule carries over, its PNDM-only keys are reported
+        in ``unknown``).
 
     Supported ``_class_name``: DPMSolverMultistepScheduler, DPMSolverSinglestepScheduler,
     UniPCMultistepScheduler, DDIMScheduler, EulerDiscreteScheduler,
@@ -267,10 +272,13 @@ def from_diffusers_config(config) -> DiffusersSetup:
       cannot honour raise a ValueError naming the key.
     """
     cfg = _load(config)
-    cls = cfg.get("_class_name")
+    cls = cfg.get("_class_name") if scheduler is None else scheduler
     if cls not in DEFAULTS:
-        raise ValueError("from_diffusers_config(): `_class_name` must be one of "
-                         f"{', '.join(map(repr, DEFAULTS))}; got {cls!r}.")
+        name = "_class_name" if scheduler is None else "scheduler"
+        raise ValueError(f"from_diffusers_config(): `{name}` must be one of "
+                         f"{', '.join(map(repr, DEFAULTS))}; got {cls!r}"
+                         + (" (pass scheduler='DPMSolverMultistepScheduler' to read this config as "
+                            "DPM-Solver's)." if scheduler is None else "."))
     unknown = tuple(sorted(k for k in cfg if k not in DEFAULTS[cls] and k not in _META))
     c = {**DEFAULTS[cls], **{k: v for k, v in cfg.items() if k in DEFAULTS[cls]}}
     notes: list[str] = []
@@ -356,10 +364,8 @@ def _dpm_family(cls, c, notes):
         return schedule, model_type, opts
     schedule = _discrete_schedule(cls, c, notes)
     if cls == "DPMSolverSinglestepScheduler":
-        flags = [k for k in ("use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas")
-                 if _flag(cls, k, c[k])]
-        opts.update(_spacing(cls, {**c, "timestep_spacing": "linspace", "steps_offset": 0}, notes)
-                    if flags else {"skip_type": "linspace"})
+        # DPMSolverSinglestep has no timestep_spacing: its grid is always "linspace"
+        opts.update(_spacing(cls, {**c, "timestep_spacing": "linspace", "steps_offset": 0}, notes))
     else:
         opts.update(_spacing(cls, c, notes))
     opts["final_sigmas_type"] = final
