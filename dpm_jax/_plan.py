@@ -648,12 +648,12 @@ def build_plan(
     if node_mode and method == "singlestep_fixed":
         raise ValueError("method='singlestep_fixed' uses the reference grid; with diffusers' "
                          "spacings or final_sigmas_type use method='singlestep'.")
-    nodes = grid_nodes(schedule, skip_type, t_start, t_end, steps, final_sigmas_type, karras_rho,
-                       steps_offset) if method != "singlestep_fixed" and (
-        node_mode or method != "singlestep" or skip_type != "logSNR") else None
-    ends = [schedule.marginal_lambda(np.float64(t)) for t in (t_start, t_end)]
-    if nodes is not None:
-        ends = [nodes[0].p.lam, nodes[-1].p.lam]
+    # every method but singlestep_fixed runs on (or, for the reference's logSNR singlestep,
+    # starts and ends with) these nodes; time_grid refuses logSNR with an infinite end
+    nodes = None if method == "singlestep_fixed" else grid_nodes(
+        schedule, skip_type, t_start, t_end, steps, final_sigmas_type, karras_rho, steps_offset)
+    ends = ([schedule.marginal_lambda(np.float64(t)) for t in (t_start, t_end)] if nodes is None
+            else [nodes[0].p.lam, nodes[-1].p.lam])
     if t_start < t_end and not all(np.isfinite(ends)):
         raise ValueError(f"Inversion (t_start < t_end) needs a finite half log-SNR at both ends: "
                          f"it is {ends[0]} at t_start={t_start} and {ends[1]} at t_end={t_end} "
@@ -683,8 +683,6 @@ def build_plan(
                         2.0 if multistep3_variant == "third_order" else 1.0,
                         stochastic=algorithm_type.startswith("sde-"))
     elif method == "singlestep" and (node_mode or infinite):
-        if nodes is None:  # logSNR: refuses the infinite end with a skip_type message
-            nodes = grid_nodes(schedule, skip_type, t_start, t_end, steps)
         if node_mode:
             calls = diffusers_singlestep_orders(steps, order, lower_order_final,
                                                 final_sigmas_type == "zero")

@@ -152,6 +152,9 @@ def rescale_zero_terminal_snr(alphas_cumprod) -> np.ndarray:
     return ((a - a_last) * a0 / (a0 - a_last)) ** 2
 
 
+_rescale_zsnr = rescale_zero_terminal_snr  # discrete()'s argument of the same name shadows it
+
+
 def discrete(betas=None, *, alphas_cumprod=None, lambda_clip: float | None = LAMBDA_CLIP,
              rescale_zero_terminal_snr: bool = False) -> Schedule:
     """Schedule of a model trained on N discrete steps (DDPM and its kin).
@@ -197,7 +200,7 @@ def discrete(betas=None, *, alphas_cumprod=None, lambda_clip: float | None = LAM
         b = _check_table("betas", betas)
         if np.any(b <= 0.0) or np.any(b >= 1.0):
             raise ValueError("discrete(): every entry of `betas` must lie in (0, 1).")
-        abar = np.exp(np.cumsum(np.log1p(-b)))
+        log_alphas = 0.5 * np.cumsum(np.log1p(-b))
     else:
         abar = _check_table("alphas_cumprod", alphas_cumprod)
         if (np.any(abar[:-1] <= 0.0) or abar[-1] < 0.0 or np.any(abar > 1.0)
@@ -206,14 +209,12 @@ def discrete(betas=None, *, alphas_cumprod=None, lambda_clip: float | None = LAM
                 "discrete(): `alphas_cumprod` must be strictly decreasing with entries in (0, 1] "
                 "(the last may be 0)."
             )
-    if rescale_zero_terminal_snr:
-        abar = globals()["rescale_zero_terminal_snr"](abar)
-        lambda_clip = None
     with np.errstate(divide="ignore"):
-        if rescale_zero_terminal_snr or betas is None:
+        if betas is None:
             log_alphas = 0.5 * np.log(abar)
-        else:
-            log_alphas = 0.5 * np.cumsum(np.log1p(-b))
+        if rescale_zero_terminal_snr:
+            log_alphas = 0.5 * np.log(_rescale_zsnr(np.exp(2.0 * log_alphas)))
+            lambda_clip = None
         lambdas = log_alphas - 0.5 * np.log(-np.expm1(2.0 * log_alphas))
     if lambda_clip is not None:
         n_clip = int(np.sum(lambdas < float(lambda_clip)))
