@@ -1,16 +1,25 @@
-"""dpm_jax: DPM-Solver and DPM-Solver++ in JAX, one compiled loop.
+"""dpm_jax: DPM-Solver, DPM-Solver++ and UniPC in JAX, one compiled loop.
+
+The public face: :func:`sample` and :func:`inverse` (with :class:`SolverOptions`,
+the options defined once), :func:`model_wrapper`, the :mod:`schedules`, the
+lower level :func:`build_plan` / :func:`execute_plan` (a :class:`Plan` is a
+table of coefficients; the planner's grids and solvers live in :mod:`dpm_jax.plan`),
+:mod:`sharding` and :func:`from_diffusers_config`. Test problems with exact
+solutions are in :mod:`dpm_jax.testing`, the bundled digits model in :mod:`dpm_jax.demo`.
 
 >>> import dpm_jax
 >>> sorted(dpm_jax.__all__)[:3]
 ['DiffusersSetup', 'Plan', 'SampleInfo']
 """
 
-from dpm_jax import problems, schedules
-from dpm_jax._executor import SampleInfo, dynamic_thresholding, execute_plan
-from dpm_jax._plan import Plan, build_plan, grid_nodes, time_grid
+from dpm_jax import schedules
+from dpm_jax._corrections import dynamic_thresholding
+from dpm_jax._executor import SampleInfo, execute_plan
+from dpm_jax._model import WrappedModel, model_wrapper
+from dpm_jax._options import SolverOptions
 from dpm_jax._sample import inverse, sample
-from dpm_jax._wrapper import WrappedModel, model_wrapper
-from dpm_jax import sharding  # noqa: E402  (imports _sample)
+from dpm_jax.plan import Plan, build_plan, grid_nodes, time_grid
+from dpm_jax import plan, problems, sharding  # noqa: E402  (sharding imports _sample)
 from dpm_jax.diffusers import DiffusersSetup, from_diffusers_config
 
 __version__ = "0.1.0"
@@ -19,6 +28,7 @@ __all__ = [
     "DiffusersSetup",
     "Plan",
     "SampleInfo",
+    "SolverOptions",
     "WrappedModel",
     "build_plan",
     "dynamic_thresholding",
@@ -27,6 +37,7 @@ __all__ = [
     "grid_nodes",
     "inverse",
     "model_wrapper",
+    "plan",
     "problems",
     "sample",
     "schedules",

@@ -5,10 +5,16 @@ higher-order solution that share model values (order-1 and DPM-Solver-2 with
 r1 = 1/2 for order 2; DPM-Solver-2 with r1 = 1/3 and DPM-Solver-3 with r1 = 1/3,
 r2 = 2/3 for order 3), so an attempt costs ``order`` model calls. With
 
-    delta = max(atol, rtol * max(|x_lower|, |x_prev|)),
-    E = max over the batch of RMS((x_higher - x_lower) / delta),
+    c_t = sqrt(alpha_t^2 + sigma_t^2),
+    delta = max(atol, rtol * max(|x_lower| / c_t, |x_prev| / c_s)),
+    E = max over the batch of RMS((x_higher - x_lower) / (c_t delta)),
 
-the attempt is accepted if E <= 1, and the next step is
+the attempt is accepted if E <= 1 (s is the attempt's start, t its end, and
+x_prev the lower-order solution at s). Measuring the state relative to its
+marginal scale c_t makes the norm scale-free: c_t = 1 on VP schedules (the
+reference's norm, unchanged), while on VE / EDM schedules, where x_T ~ sigma_max,
+the tolerances stay relative to the state's size instead of accepting huge
+steps. The next step is
 ``h = min(theta h E^(-1/order), lambda_end - lambda_s)`` (theta = 0.9, h_init = 0.05).
 
 The grid is chosen on device, so the solver is a ``lax.while_loop``; its stages
@@ -22,9 +28,14 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from dpm_jax import _checks
 from dpm_jax import _coeffs as C
-from dpm_jax._executor import make_model_fn
+from dpm_jax._algorithm import algorithm
+from dpm_jax._corrections import make_corrector
+from dpm_jax._executor import SampleInfo, as_model, is_traced, make_model_fn
+from dpm_jax._model import WrappedModel
 
 H_INIT, THETA, T_ERR = 0.05, 0.9, 1e-5
 MAX_ATTEMPTS = 10_000
@@ -83,7 +94,7 @@ def adaptive_sample(model, x, schedule, corr_params, tols, *, algorithm_type: st
     """
     dtype = x.dtype
     b = x.shape[0]
-    data = algorithm_type == "dpmsolver++"
+    data = algorithm(algorithm_type).data
     model_fn = make_model_fn(model, algorithm_type, corrector, corr_params)
     t_start, t_end, atol, rtol = (jnp.asarray(v, dtype) for v in tols)
     lam_end = schedule.marginal_lambda(t_end)
@@ -109,6 +120,12 @@ def adaptive_sample(model, x, schedule, corr_params, tols, *, algorithm_type: st
         x_hi = _expand(higher[0], x) * x + jnp.sum(_expand(higher[1], buf) * buf, axis=0)
         return t, x_lo, x_hi
 
+    def scale(t):
+        """The marginal scale sqrt(alpha_t^2 + sigma_t^2) of x_t (1 for VP schedules)."""
+        if schedule.is_vp:
+            return jnp.ones_like(t)
+        return jnp.hypot(schedule.marginal_alpha(t), schedule.marginal_std(t))
+
     def active(s):
         return jnp.abs(s - t_end) > T_ERR
 
@@ -120,8 +137,9 @@ def adaptive_sample(model, x, schedule, corr_params, tols, *, algorithm_type: st
         x, x_prev, s, h, nfe, n = state
         live = active(s)
         t, x_lo, x_hi = attempt(x, s, h)
-        delta = jnp.maximum(atol, rtol * jnp.maximum(jnp.abs(x_lo), jnp.abs(x_prev)))
-        err = ((x_hi - x_lo) / delta).reshape(b, -1)
+        c_t, c_s = _expand(scale(t), x), _expand(scale(s), x)
+        delta = jnp.maximum(atol, rtol * jnp.maximum(jnp.abs(x_lo) / c_t, jnp.abs(x_prev) / c_s))
+        err = ((x_hi - x_lo) / c_t / delta).reshape(b, -1)
         E = jnp.sqrt(jnp.mean(err**2, axis=1))  # (B,)
         if error_norm == "batch":
             E = jnp.max(E)
@@ -154,3 +172,27 @@ adaptive_sample_jit = jax.jit(
     static_argnames=("schedule", "algorithm_type", "order", "solver_type", "corrector",
                      "denoise_to_zero", "error_norm", "batch_axis"),
 )
+
+
+def run(model, x, schedule, options, direction: str, batch_axis=None):
+    """Runs the adaptive solver with validated ``options`` (``method="adaptive"``) from x,
+    "down" (sample) or "up" (inverse). Returns ``(x_out, SampleInfo)``."""
+    t_start, t_end = _checks.check_times(schedule, options.t_start, options.t_end, direction)
+    lams = [float(schedule.marginal_lambda(np.float64(t))) for t in (t_start, t_end)]
+    if not all(np.isfinite(lams)):
+        raise ValueError("method='adaptive' needs a finite half log-SNR at t_start and t_end "
+                         f"(got {lams[0]} and {lams[1]}: alpha = 0 or sigma = 0 there); move "
+                         "t_start/t_end inside the schedule or use a fixed grid.")
+    model = as_model(model)
+    if isinstance(model, WrappedModel):
+        model.check_batch(x)
+    corrector, corr_params = make_corrector(options.correcting_x0_fn, options.thresholding_max_val,
+                                            options.dynamic_thresholding_ratio)
+    x = jnp.asarray(x)
+    tols = (t_start, t_end, options.atol, options.rtol)
+    fn = adaptive_sample if is_traced(x, model, corr_params, tols) else adaptive_sample_jit
+    x_out, nfe = fn(model, x, schedule, corr_params, tols, algorithm_type=options.algorithm_type,
+                    order=options.order, solver_type=options.solver_type, corrector=corrector,
+                    denoise_to_zero=options.denoise_to_zero, error_norm=options.error_norm,
+                    batch_axis=batch_axis)
+    return x_out, SampleInfo(nfe=nfe)

@@ -1,4 +1,6 @@
-"""Eager validation of user options: clear errors before anything is traced."""
+"""Eager validation helpers: clear errors that name the argument, before anything is traced.
+
+The options of a run are checked by :class:`dpm_jax.SolverOptions` with these helpers."""
 
 from __future__ import annotations
 
@@ -8,14 +10,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-METHODS = ("singlestep", "multistep", "singlestep_fixed", "adaptive", "unipc")
-ALGORITHM_TYPES = ("dpmsolver", "dpmsolver++", "sde-dpmsolver", "sde-dpmsolver++")
-SKIP_TYPES = ("time_uniform", "logSNR", "time_quadratic", "karras", "exponential", "linspace",
-              "leading", "trailing")
-SOLVER_TYPES = ("dpmsolver", "taylor")
 MODEL_TYPES = ("noise", "x_start", "v", "score", "flow", "edm")
 GUIDANCE_TYPES = ("uncond", "classifier", "classifier-free")
-MULTISTEP3_VARIANTS = ("reference", "third_order")
 
 
 def check_choice(name: str, value, allowed) -> None:
@@ -58,37 +54,6 @@ def check_schedule(schedule) -> None:
             "`noise_schedule` must be a dpm_jax.schedules.Schedule (from schedules.discrete, "
             f"vp_linear, vp_cosine, ve, edm or flow), got {type(schedule).__name__}."
         )
-
-
-def check_options(*, steps, order, method, algorithm_type, skip_type, solver_type,
-                  lower_order_final, denoise_to_zero) -> None:
-    """Static options of a run (DPM-Solver's option names)."""
-    check_choice("method", method, METHODS)
-    check_choice("algorithm_type", algorithm_type, ALGORITHM_TYPES)
-    check_choice("skip_type", skip_type, SKIP_TYPES)
-    check_choice("solver_type", solver_type, SOLVER_TYPES)
-    check_bool("lower_order_final", lower_order_final)
-    check_bool("denoise_to_zero", denoise_to_zero)
-    if isinstance(order, bool) or not isinstance(order, numbers.Integral):
-        raise TypeError(f"`order` must be an int in 1..3, got {type(order).__name__} {order!r}.")
-    if algorithm_type.startswith("sde-"):
-        if method != "multistep":  # (UniPC too: it is deterministic)
-            raise ValueError(f"algorithm_type={algorithm_type!r} needs method='multistep' "
-                             f"(stochastic solvers are multistep), got method={method!r}.")
-        if algorithm_type == "sde-dpmsolver" and order == 3:
-            raise ValueError("`order` must be 1 or 2 for algorithm_type='sde-dpmsolver' "
-                             "(order 3 exists for 'sde-dpmsolver++').")
-    if method == "adaptive":
-        if order not in (2, 3):
-            raise ValueError(f"`order` must be 2 or 3 for method='adaptive' "
-                             f"(DPM-Solver-12 / -23), got {order}.")
-        return
-    if order not in (1, 2, 3):
-        raise ValueError(f"`order` must be 1, 2 or 3, got {order}.")
-    check_int("steps", steps, 1)
-    if method in ("multistep", "singlestep_fixed", "unipc") and steps < order:
-        raise ValueError(f"`steps` must be >= `order` for method={method!r}: got steps={steps}, "
-                         f"order={order}.")
 
 
 def check_times(schedule, t_start, t_end, direction: str | None):

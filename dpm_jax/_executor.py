@@ -11,10 +11,13 @@ import numpy as np
 from jax.extend import core as jex_core
 
 from dpm_jax import _checks, _progress
-from dpm_jax._plan import Plan
-from dpm_jax._wrapper import WrappedModel
+from dpm_jax._algorithm import algorithm
+from dpm_jax._corrections import dynamic_thresholding, make_corrector
+from dpm_jax._model import WrappedModel
+from dpm_jax._options import SolverOptions
+from dpm_jax.plan.table import Plan
 
-__all__ = ["SampleInfo", "execute_plan", "dynamic_thresholding"]
+__all__ = ["SampleInfo", "execute_plan", "run_plan", "dynamic_thresholding"]
 
 
 class SampleInfo(NamedTuple):
@@ -33,37 +36,11 @@ class SampleInfo(NamedTuple):
     intermediates: Any = None
 
 
-def dynamic_thresholding(x0, t, max_val=1.0, ratio=0.995):
-    """Dynamic thresholding (Saharia et al. 2022, Imagen Sec. 2.3) of a data prediction.
-
-    Per sample b: ``q = max(quantile(|x0_b|, ratio), max_val)``, ``x0_b = clip(x0_b, -q, q) / q``
-    (always divided by q, as in the reference implementation).
-
-    >>> import jax.numpy as jnp
-    >>> out = dynamic_thresholding(jnp.array([[0.5, -3.0]]), 0.0, ratio=1.0)
-    >>> [round(float(v), 4) for v in out[0]]
-    [0.1667, -1.0]
-    """
-    del t
-    flat = jnp.abs(x0).reshape(x0.shape[0], -1)
-    q = jnp.quantile(flat, jnp.asarray(ratio, x0.dtype), axis=1)
-    q = jnp.maximum(q, jnp.asarray(max_val, x0.dtype)).reshape((-1,) + (1,) * (x0.ndim - 1))
-    return jnp.clip(x0, -q, q) / q
-
-
-def make_corrector(correcting_x0_fn, thresholding_max_val, dynamic_thresholding_ratio):
-    """(static fn or None, traced params) for an x0 corrector option."""
-    _checks.check_corrector(correcting_x0_fn, thresholding_max_val, dynamic_thresholding_ratio)
-    if correcting_x0_fn == "dynamic_thresholding":
-        return dynamic_thresholding, (thresholding_max_val, dynamic_thresholding_ratio)
-    return correcting_x0_fn, ()
-
-
 def make_model_fn(model, algorithm_type: str, corrector: Callable | None, corr_params) -> Callable:
     """M(x, t, t_input, alpha, sigma): eps for "dpmsolver"; the (corrected) data prediction
     x0 for "dpmsolver++" (a wrapped model converts its own output, so v / x0 / flow
     models are exact at alpha = 0; a plain function's eps gives x0 = (x - sigma eps) / alpha)."""
-    data = algorithm_type.endswith("++")
+    data = algorithm(algorithm_type).data
     if isinstance(model, WrappedModel):
         def predict(x, t, t_input, alpha, sigma):
             return model.predict(x, t, t_input, alpha, sigma, data).astype(x.dtype)
@@ -178,8 +155,7 @@ def _execute(model, x, plan: Plan, corr_params, *, corrector, return_intermediat
         replay = jax.checkpoint(replay)
 
     (x_out, _), ys = jax.lax.scan(replay, init, rows, unroll=unroll)
-    correct_final = (corrector is not None and not plan.algorithm_type.endswith("++")
-                     and plan.denoise_to_zero)
+    correct_final = corrector is not None and not plan.data_prediction and plan.denoise_to_zero
     if correct_final:  # with noise prediction the corrector acts only on the final x0
         x_out = corrector(x_out, plan.t[-1], *corr_params).astype(x.dtype)
     inter = None
@@ -228,7 +204,7 @@ def as_model(model):
 def _check_alpha_zero(model, plan: Plan) -> None:
     """A noise (or score) prediction gives no x0 at alpha = 0: refuse such a plan."""
     alpha = plan.alpha
-    if isinstance(alpha, jax.core.Tracer) or not plan.algorithm_type.endswith("++"):
+    if isinstance(alpha, jax.core.Tracer) or not plan.data_prediction:
         return
     if not np.any(np.asarray(alpha) == 0.0):
         return
@@ -238,6 +214,33 @@ def _check_alpha_zero(model, plan: Plan) -> None:
                          f"{kind} prediction determines no x0 (eps = x_T there). Wrap a v-, x0- or "
                          "flow-prediction network with dpm_jax.model_wrapper(..., model_type="
                          "'v' / 'x_start' / 'flow'), or start at t_start < T.")
+
+
+def run_plan(model, x, plan: Plan, options, key=None, shard_axis=None):
+    """Runs ``plan`` with validated ``options`` (a :class:`~dpm_jax.SolverOptions`: its
+    corrector, ``return_intermediate``, ``unroll``, ``remat`` and ``progress``); x is a
+    checked state. Returns ``(x_out, SampleInfo)``."""
+    model = as_model(model)
+    if isinstance(model, WrappedModel):
+        model.check_batch(x)
+    corrector, corr_params = make_corrector(options.correcting_x0_fn, options.thresholding_max_val,
+                                            options.dynamic_thresholding_ratio)
+    _check_alpha_zero(model, plan)
+    if options.progress:
+        _progress.require_tqdm()
+    key = _check_key(key, plan, x) if plan.stochastic else None
+    if not isinstance(x, jax.Array):
+        x = jnp.asarray(x)
+    plan = plan.astype(x.dtype)
+    if not options.return_intermediate:  # only the intermediates read these: keep them out of the cache key
+        plan = dataclasses.replace(plan, intermediate_rows=np.zeros((0,), np.int32),
+                                   include_start=False)
+    run = _execute if is_traced(x, model, plan, corr_params, key) else _execute_jit
+    x_out, inter = run(model, x, plan, corr_params, corrector=corrector,
+                       return_intermediate=options.return_intermediate, unroll=options.unroll,
+                       remat=options.remat, progress=options.progress, shard_axis=shard_axis,
+                       key=key)
+    return x_out, SampleInfo(nfe=plan.nfe, intermediates=inter)
 
 
 def execute_plan(
@@ -257,36 +260,27 @@ def execute_plan(
 ):
     """Runs a plan from :func:`dpm_jax.build_plan`: one ``lax.scan``, one model call per row.
 
-    The plan's coefficients are cast to ``x.dtype``; the result has x's shape,
-    dtype and sharding. Compiled programs are cached: a plan of the same length
-    and structure, a different guidance scale or thresholding value does not
-    recompile. Returns ``(x_out, SampleInfo)``.
+    The options mean what they mean in :func:`dpm_jax.sample`. The plan's
+    coefficients are cast to ``x.dtype``; the result has x's shape, dtype and
+    sharding. Compiled programs are cached: a plan of the same length and
+    structure (e.g. another grid of the same length), a different guidance scale
+    or thresholding value does not recompile. Returns ``(x_out, SampleInfo)``.
+
+    >>> import jax.numpy as jnp
+    >>> import dpm_jax
+    >>> sched = dpm_jax.schedules.vp_linear()
+    >>> model = dpm_jax.model_wrapper(lambda x, t: 0.1 * x, sched)
+    >>> plan = dpm_jax.build_plan(sched, timesteps=[1.0, 0.5, 0.1, 0.001])
+    >>> x0, info = execute_plan(model, jnp.ones((2, 3)), plan)
+    >>> info.nfe
+    3
     """
     if not isinstance(plan, Plan):
         raise TypeError(f"`plan` must be a dpm_jax.Plan from build_plan(), got {type(plan).__name__}.")
     _checks.check_state("x", x)
-    _checks.check_bool("return_intermediate", return_intermediate)
-    model = as_model(model)
-    if isinstance(model, WrappedModel):
-        model.check_batch(x)
-    corrector, corr_params = make_corrector(correcting_x0_fn, thresholding_max_val,
-                                            dynamic_thresholding_ratio)
-    _check_alpha_zero(model, plan)
-    if progress:
-        _progress.require_tqdm()
-    key = _check_key(key, plan, x) if plan.stochastic else None
-    if not isinstance(x, jax.Array):
-        x = jnp.asarray(x)
-    plan = plan.astype(x.dtype)
-    if not return_intermediate:  # fields only the intermediates read: keep them out of the cache key
-        plan = dataclasses.replace(plan, intermediate_rows=np.zeros((0,), np.int32),
-                                   include_start=False)
-    run = _execute if is_traced(x, model, plan, corr_params, key) else _execute_jit
-    if unroll != "auto":
-        unroll = _checks.check_int("unroll", unroll, 1)
-    x_out, inter = run(model, x, plan, corr_params, corrector=corrector,
-                       return_intermediate=bool(return_intermediate), unroll=unroll,
-                       remat=_checks.check_bool("remat", remat),
-                       progress=_checks.check_bool("progress", progress), shard_axis=_shard_axis,
-                       key=key)
-    return x_out, SampleInfo(nfe=plan.nfe, intermediates=inter)
+    options = SolverOptions(correcting_x0_fn=correcting_x0_fn,
+                            thresholding_max_val=thresholding_max_val,
+                            dynamic_thresholding_ratio=dynamic_thresholding_ratio,
+                            return_intermediate=return_intermediate, unroll=unroll, remat=remat,
+                            progress=progress)
+    return run_plan(model, x, plan, options, key=key, shard_axis=_shard_axis)

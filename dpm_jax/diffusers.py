@@ -37,6 +37,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from dpm_jax import schedules
+from dpm_jax._options import SolverOptions
 from dpm_jax.schedules import Schedule
 
 __all__ = ["DiffusersSetup", "from_diffusers_config"]
@@ -96,7 +97,9 @@ class DiffusersSetup(NamedTuple):
     Attributes:
       schedule: the noise schedule.
       model_type: for :func:`dpm_jax.model_wrapper` ("noise", "x_start", "v", "flow").
-      options: keyword arguments for :func:`dpm_jax.sample` (all but ``steps``).
+      options: the :class:`~dpm_jax.SolverOptions` of the scheduler (all but ``steps``);
+        a mapping of the options that differ from dpm_jax's defaults, usable as
+        ``dpm_jax.sample(..., steps=n, **setup.options)``.
       scheduler: the diffusers class name.
       unknown: keys of the config that the scheduler class does not have (also warned).
       notes: where the result differs from the diffusers scheduler, or a key was
@@ -105,7 +108,7 @@ class DiffusersSetup(NamedTuple):
 
     schedule: Schedule
     model_type: str
-    options: dict
+    options: SolverOptions
     scheduler: str
     unknown: tuple
     notes: tuple
@@ -294,7 +297,8 @@ def from_diffusers_config(config, scheduler: str | None = None) -> DiffusersSetu
     for note in notes:
         warnings.warn(f"from_diffusers_config(): {note}", stacklevel=2)
     schedule, model_type, options = out
-    return DiffusersSetup(schedule, model_type, options, cls, unknown, tuple(notes))
+    return DiffusersSetup(schedule, model_type, SolverOptions(**options), cls, unknown,
+                          tuple(notes))
 
 
 def _prediction(cls, c) -> str:

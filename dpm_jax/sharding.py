@@ -32,6 +32,7 @@ axis) but is in maintenance mode; prefer the two recipes above.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import jax
@@ -39,7 +40,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from dpm_jax._sample import sample
-from dpm_jax._wrapper import WrappedModel
+from dpm_jax._model import WrappedModel
 
 __all__ = ["batch_mesh", "shard_batch", "replicate", "sample_sharded"]
 
@@ -79,21 +80,15 @@ def replicate(tree: Any, mesh: Mesh):
 
 
 def _model_specs(model, axis_name: str):
-    """Conditions are batched (split); everything else in the model is replicated."""
+    """The model's shard_map specs: conditions are batched (split), every other leaf is
+    replicated. Built from the model itself with ``dataclasses.replace``, so its static
+    fields (whatever they are) carry over unchanged."""
     if not isinstance(model, WrappedModel):
         return None
+    replicated = jax.tree_util.tree_map(lambda _: P(), model)
     batched = lambda tree: jax.tree_util.tree_map(lambda _: P(axis_name), tree)  # noqa: E731
-    replicated = lambda tree: jax.tree_util.tree_map(lambda _: P(), tree)  # noqa: E731
-    return WrappedModel(
-        condition=batched(model.condition),
-        unconditional_condition=batched(model.unconditional_condition),
-        guidance_scale=replicated(model.guidance_scale),
-        model_kwargs=replicated(model.model_kwargs),
-        classifier_kwargs=replicated(model.classifier_kwargs),
-        **{f: getattr(model, f) for f in ("net", "schedule", "model_type", "guidance_type",
-                                          "classifier_fn", "static_model_kwargs",
-                                          "static_classifier_kwargs", "cfg_doubled", "model_dtype")},
-    )
+    return dataclasses.replace(replicated, condition=batched(model.condition),
+                               unconditional_condition=batched(model.unconditional_condition))
 
 
 def sample_sharded(model, x_T, noise_schedule, mesh: Mesh, axis_name: str = "batch", **options):

@@ -139,7 +139,7 @@ CASES = [
      ValueError, "t_start"),
     ("final_sigmas_type for inversion", lambda: dpm_jax.inverse(MODEL, X, SCHED,
                                                                 final_sigmas_type="zero"),
-     TypeError, "final_sigmas_type"),
+     ValueError, "final_sigmas_type"),
     ("inversion from the data", lambda: dpm_jax.inverse(FLOW_MODEL, X, FLOW), ValueError, "t_start"),
     ("flow shift 0", lambda: schedules.flow(shift=0.0), ValueError, "shift"),
     ("edm sigma_max < sigma_min", lambda: schedules.edm(1.0, 0.5), ValueError, "sigma_min"),

@@ -1,0 +1,304 @@
+"""The options of a run, defined once: :class:`SolverOptions`.
+
+``dpm_jax.sample`` and ``dpm_jax.inverse`` spell the options out as keyword
+arguments (the reference implementation's names, for IDEs and docs); each is
+defined here once, with its default, its allowed values and its check, and
+validated once per call when the options object is made. A test keeps the two
+signatures in step with this type.
+
+>>> from dpm_jax import SolverOptions
+>>> opts = SolverOptions(method="unipc", order=3, skip_type="logSNR")
+>>> opts
+SolverOptions(order=3, method='unipc', skip_type='logSNR')
+>>> dict(opts)  # as a mapping: the options that differ from the defaults
+{'order': 3, 'method': 'unipc', 'skip_type': 'logSNR'}
+>>> opts.algorithm.data, opts.algorithm.stochastic
+(True, False)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import numbers
+from collections.abc import Mapping
+from typing import Any, Callable, Literal, Union
+
+import jax
+import numpy as np
+
+from dpm_jax import _checks
+from dpm_jax._algorithm import ALGORITHMS, Algorithm, algorithm
+
+__all__ = ["SolverOptions", "OPTION_NAMES"]
+
+SkipType = Literal["time_uniform", "logSNR", "time_quadratic", "karras", "exponential", "linspace",
+                   "leading", "trailing"]
+Method = Literal["singlestep", "multistep", "singlestep_fixed", "adaptive", "unipc"]
+AlgorithmType = Literal["dpmsolver", "dpmsolver++", "sde-dpmsolver", "sde-dpmsolver++"]
+SolverType = Literal["dpmsolver", "taylor"]
+Multistep3Variant = Literal["reference", "third_order"]
+UniPCVariant = Literal["bh1", "bh2"]
+FinalSigmasType = Literal["zero", "sigma_min"]
+ErrorNorm = Literal["batch", "per_sample"]
+Corrector = Union[Literal["dynamic_thresholding"], Callable, None]
+
+SOLVER_TYPES = ("dpmsolver", "taylor")
+MULTISTEP3_VARIANTS = ("reference", "third_order")
+UNIPC_VARIANTS = ("bh1", "bh2")
+FINAL_SIGMAS_TYPES = ("zero", "sigma_min")
+ERROR_NORMS = ("batch", "per_sample")
+DEFAULT_STEPS = 20
+
+
+def _is_traced(v) -> bool:
+    return isinstance(v, jax.core.Tracer)
+
+
+@dataclasses.dataclass(frozen=True, eq=False, repr=False)
+class SolverOptions(Mapping):
+    """Every option of :func:`dpm_jax.sample` / :func:`dpm_jax.inverse`, validated once.
+
+    The fields and their meaning are documented in :func:`dpm_jax.sample`.
+    ``steps=None`` means 20 (or, with ``timesteps`` / ``sigmas``, the grid's
+    length - 1); ``skip_type=None`` means "time_uniform". Immutable; make a
+    changed copy with :meth:`replace`. As a mapping it holds the options whose
+    values differ from the defaults, so ``dpm_jax.sample(model, x, sched,
+    **options)`` runs with exactly these options.
+
+    Derived, parsed once: :attr:`algorithm` (``data``: the solver integrates the
+    data prediction x0, else the noise prediction eps; ``stochastic``: the steps
+    add noise), :attr:`explicit_grid` ("timesteps", "sigmas" or None).
+
+    Raises:
+      ValueError / TypeError: naming the option and its allowed values.
+    """
+
+    steps: int | None = None
+    order: int = 2
+    method: Method = "multistep"
+    algorithm_type: AlgorithmType = "dpmsolver++"
+    skip_type: SkipType | None = None
+    solver_type: SolverType = "dpmsolver"
+    lower_order_final: bool = True
+    denoise_to_zero: bool = False
+    t_start: float | None = None
+    t_end: float | None = None
+    timesteps: Any = None
+    sigmas: Any = None
+    multistep3_variant: Multistep3Variant = "reference"
+    unipc_variant: UniPCVariant = "bh2"
+    unipc_corrector: bool = True
+    final_sigmas_type: FinalSigmasType | None = None
+    euler_at_final: bool = False
+    karras_rho: float = 7.0
+    steps_offset: int = 0
+    correcting_x0_fn: Corrector = None
+    thresholding_max_val: Any = 1.0
+    dynamic_thresholding_ratio: Any = 0.995
+    atol: float = 0.0078
+    rtol: float = 0.05
+    error_norm: ErrorNorm = "batch"
+    return_intermediate: bool = False
+    return_info: bool = False
+    unroll: int | Literal["auto"] = "auto"
+    remat: bool = False
+    progress: bool = False
+
+    def __post_init__(self):
+        _validate(self)
+
+    # -- derived -----------------------------------------------------------------
+    @property
+    def algorithm(self) -> Algorithm:
+        """What ``algorithm_type`` means: ``.data`` (x0 vs eps) and ``.stochastic``."""
+        return algorithm(self.algorithm_type)
+
+    @property
+    def explicit_grid(self) -> str | None:
+        """"timesteps" or "sigmas" if the run has an explicit grid, else None."""
+        if self.timesteps is not None:
+            return "timesteps"
+        return "sigmas" if self.sigmas is not None else None
+
+    @property
+    def num_steps(self) -> int:
+        """The number of grid intervals: len - 1 of an explicit grid, else ``steps`` (20)."""
+        grid = self.timesteps if self.timesteps is not None else self.sigmas
+        if grid is not None:
+            return int(np.shape(grid)[0]) - 1
+        return DEFAULT_STEPS if self.steps is None else self.steps
+
+    def replace(self, **changes) -> "SolverOptions":
+        """A copy with ``changes`` applied (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    # -- mapping: the options that differ from the defaults ------------------------
+    def _set(self) -> list[str]:
+        out = []
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, np.ndarray) or _is_traced(v) or not _same(v, f.default):
+                out.append(f.name)
+        return out
+
+    def __getitem__(self, name: str):
+        if name not in OPTION_NAMES:
+            raise KeyError(name)
+        return getattr(self, name)
+
+    def __iter__(self):
+        return iter(self._set())
+
+    def __len__(self) -> int:
+        return len(self._set())
+
+    def __eq__(self, other) -> bool:
+        """Equal options; a plain mapping compares as the options it spells out."""
+        if isinstance(other, Mapping) and not isinstance(other, SolverOptions):
+            try:
+                other = SolverOptions(**other)
+            except (TypeError, ValueError):
+                return False
+        if not isinstance(other, SolverOptions):
+            return NotImplemented
+        return all(_same(getattr(self, n), getattr(other, n)) for n in OPTION_NAMES)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        items = ", ".join(f"{k}={_short(getattr(self, k))}" for k in self._set())
+        return f"SolverOptions({items})"
+
+
+OPTION_NAMES: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(SolverOptions))
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return (isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.shape == b.shape
+                and bool(np.all(a == b)))
+    if _is_traced(a) or _is_traced(b):
+        return a is b
+    if type(a) is bool or type(b) is bool:  # True == 1 must not count as the same option
+        return type(a) is type(b) and a == b
+    try:
+        return bool(a == b)
+    except Exception:  # noqa: BLE001 - e.g. arrays of another kind
+        return a is b
+
+
+def _short(v) -> str:
+    if isinstance(v, np.ndarray):
+        return np.array2string(v, precision=6, threshold=6, separator=", ")
+    return repr(v)
+
+
+def _set_field(opts, name, value) -> None:
+    object.__setattr__(opts, name, value)
+
+
+def _validate(o: SolverOptions) -> None:
+    """All checks of the options that need no schedule, in one place."""
+    from dpm_jax.plan.solvers import registry  # (the registry imports the planner)
+
+    _checks.check_choice("method", o.method, registry.METHODS)
+    _checks.check_choice("algorithm_type", o.algorithm_type, tuple(ALGORITHMS))
+    if o.skip_type is not None:
+        from dpm_jax.plan.grids import SKIP_TYPES
+
+        _checks.check_choice("skip_type", o.skip_type, SKIP_TYPES)
+    _checks.check_choice("solver_type", o.solver_type, SOLVER_TYPES)
+    for name in ("lower_order_final", "denoise_to_zero", "unipc_corrector", "euler_at_final",
+                 "return_intermediate", "return_info", "remat", "progress"):
+        _set_field(o, name, _checks.check_bool(name, getattr(o, name)))
+    if isinstance(o.order, bool) or not isinstance(o.order, numbers.Integral):
+        raise TypeError(f"`order` must be an int in 1..3, got {type(o.order).__name__} {o.order!r}.")
+    solver = registry.get(o.method)
+    if o.algorithm_type not in solver.algorithms:
+        takes = [m for m, s in registry.SOLVERS.items() if o.algorithm_type in s.algorithms]
+        raise ValueError(f"algorithm_type={o.algorithm_type!r} needs method="
+                         f"{' or '.join(map(repr, takes))} (stochastic solvers are multistep), got "
+                         f"method={o.method!r}." if o.algorithm.stochastic else
+                         f"algorithm_type={o.algorithm_type!r} is not available with method="
+                         f"{o.method!r}; methods that take it: {', '.join(map(repr, takes))}.")
+    solver.check_options(o)
+    if o.order not in solver.orders:
+        allowed = ", ".join(map(str, solver.orders[:-1])) + f" or {solver.orders[-1]}"
+        raise ValueError(f"`order` must be {allowed} for method={o.method!r}, got {o.order}.")
+    if not solver.adaptive and o.steps is not None:
+        _set_field(o, "steps", _checks.check_int("steps", o.steps, 1))
+    _check_grid(o)
+    if solver.steps_at_least_order and o.num_steps < o.order:
+        raise ValueError(f"`steps` must be >= `order` for method={o.method!r}: got steps="
+                         f"{o.num_steps}, order={o.order}.")
+    _checks.check_choice("multistep3_variant", o.multistep3_variant, MULTISTEP3_VARIANTS)
+    _checks.check_choice("unipc_variant", o.unipc_variant, UNIPC_VARIANTS)
+    if o.final_sigmas_type is not None:
+        _checks.check_choice("final_sigmas_type", o.final_sigmas_type, FINAL_SIGMAS_TYPES)
+    _checks.check_positive("karras_rho", o.karras_rho)
+    _checks.check_int("steps_offset", o.steps_offset, 0)
+    _checks.check_corrector(o.correcting_x0_fn, o.thresholding_max_val,
+                            o.dynamic_thresholding_ratio)
+    _checks.check_choice("error_norm", o.error_norm, ERROR_NORMS)
+    _checks.check_positive("atol", o.atol)
+    _checks.check_positive("rtol", o.rtol)
+    if o.unroll != "auto":
+        _set_field(o, "unroll", _checks.check_int("unroll", o.unroll, 1))
+    for name in ("t_start", "t_end"):
+        v = getattr(o, name)
+        if _is_traced(v):
+            raise TypeError(f"`{name}` must be a concrete number (it sets the plan on the host), "
+                            "got a traced value; build the plan outside jit.")
+
+
+def _check_grid(o: SolverOptions) -> None:
+    """An explicit grid: 1-D, >= 2 finite entries (a last sigma may be 0), strictly
+    monotone, concrete; it replaces steps, skip_type, t_start, t_end and the diffusers
+    grid options."""
+    if o.timesteps is not None and o.sigmas is not None:
+        raise ValueError("Pass either `timesteps` or `sigmas`, not both.")
+    name = o.explicit_grid
+    if name is None:
+        return
+    value = getattr(o, name)
+    if _is_traced(value):
+        raise TypeError(f"`{name}` must be concrete (a NumPy array or list; it sets the plan on "
+                        "the host), got a traced value: build the grid outside jit, or pass the "
+                        "plan of dpm_jax.build_plan(..., timesteps=...) to execute_plan.")
+    try:
+        v = np.array(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"`{name}` must be a 1-D array of numbers, got {type(value).__name__}.") \
+            from None
+    if v.ndim != 1 or v.shape[0] < 2:
+        raise ValueError(f"`{name}` must be a 1-D array with at least 2 entries (the first and "
+                         f"last node), got shape {v.shape}.")
+    finite = np.isfinite(v)
+    if name == "sigmas":
+        finite[-1] |= v[-1] == 0.0
+        if np.any(v[:-1] <= 0.0) or v[-1] < 0.0:
+            raise ValueError(f"`sigmas` (sigma_t / alpha_t) must be > 0, except a last entry 0 "
+                             f"(the data); got {_short(v)}.")
+    if not np.all(finite):
+        raise ValueError(f"`{name}` must be finite{' (a last 0 aside)' if name == 'sigmas' else ''}; "
+                         f"entry {int(np.argmin(finite))} is {v[np.argmin(finite)]!r}.")
+    d = np.diff(v)
+    if not (np.all(d < 0) or np.all(d > 0)):
+        raise ValueError(f"`{name}` must be strictly monotone (decreasing to sample, increasing to "
+                         f"invert), got {_short(v)}.")
+    if o.steps is not None and o.steps != v.shape[0] - 1:
+        raise ValueError(f"`steps`={o.steps} disagrees with `{name}` of length {v.shape[0]}: an "
+                         f"explicit grid of n + 1 nodes has n steps (leave `steps` out).")
+    defaults = {f.name: f.default for f in dataclasses.fields(SolverOptions)}
+    for other in ("skip_type", "t_start", "t_end", "final_sigmas_type", "karras_rho",
+                  "steps_offset"):
+        if not _same(getattr(o, other), defaults[other]):
+            raise ValueError(f"`{other}` does not apply with an explicit grid (`{name}` gives the "
+                             f"nodes from first to last); drop `{other}`.")
+    v.flags.writeable = False
+    _set_field(o, name, v)
+
+
+def collect(values: dict) -> SolverOptions:
+    """The options among a call's local variables (``sample``'s, ``inverse``'s, ``build_plan``'s)."""
+    return SolverOptions(**{k: values[k] for k in OPTION_NAMES if k in values})

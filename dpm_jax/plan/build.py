@@ -1,0 +1,139 @@
+"""``build_plan``: joins a grid and a solver into a :class:`~dpm_jax.plan.table.Plan`.
+
+The grid (:mod:`dpm_jax.plan.grids`) gives the nodes and the order rule; the
+solver (:mod:`dpm_jax.plan.solvers`) emits one row per model call. What is
+common to every solver is here: the span, the checks at infinite ends, and the
+``denoise_to_zero`` row.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dpm_jax import _checks
+from dpm_jax._options import SolverOptions, collect
+from dpm_jax.plan import grids
+from dpm_jax.plan.nodes import point
+from dpm_jax.plan.rows import Rows
+from dpm_jax.plan.solvers import Run, registry
+from dpm_jax.plan.table import Plan, plan_from_rows
+from dpm_jax.schedules import Schedule
+
+__all__ = ["build_plan", "plan_run"]
+
+
+def plan_run(schedule: Schedule, options: SolverOptions, direction: str | None = None) -> Plan:
+    """The plan of a run with validated ``options``; ``direction`` "down" (sample),
+    "up" (inverse) or None (either, from the span)."""
+    solver = registry.get(options.method)
+    if solver.adaptive:
+        solver.emit(None, None)  # raises: the adaptive solver has no plan
+    grid = grids.grid_from_options(options)
+    t_start, t_end, steps = grid.span(schedule, options.t_start, options.t_end, options.steps,
+                                      direction)
+    nodes = grid.nodes(schedule, t_start, t_end, steps)
+    alg = options.algorithm
+    run = Run(schedule, grid, nodes, t_start, t_end, steps, options, alg)
+    ends = [nodes[0].p.lam, nodes[-1].p.lam]
+    upwards = ends[1] < ends[0]
+    if upwards and not all(np.isfinite(ends)):
+        raise ValueError(f"Inversion (t_start < t_end) needs a finite half log-SNR at both ends: "
+                         f"it is {ends[0]} at t_start={t_start} and {ends[1]} at t_end={t_end} "
+                         "(sigma = 0 or alpha = 0 there; the ODE is singular at the data and at pure "
+                         "noise). Move t_start/t_end inside the schedule.")
+    if upwards and alg.stochastic:
+        raise ValueError(f"algorithm_type={options.algorithm_type!r} is stochastic and samples "
+                         "downwards only; invert (t_start < t_end) with the deterministic "
+                         "'dpmsolver++' or 'dpmsolver'.")
+    if not alg.data and ends[0] == -np.inf:
+        raise ValueError(f"algorithm_type={options.algorithm_type!r} integrates the noise "
+                         "prediction, which is undefined at alpha = 0 (pure noise, lambda = -inf) "
+                         "where this run starts; use 'dpmsolver++' / 'sde-dpmsolver++', or start at "
+                         "t_start < T.")
+    if options.denoise_to_zero and ends[1] == np.inf:
+        raise ValueError("denoise_to_zero=True: this run already ends on the data (sigma = 0).")
+    solver.check(run)
+    rows = Rows(schedule, alg.data)
+    solver.emit(rows, run)
+    if options.denoise_to_zero:  # x0 = D(x, t_end): for noise prediction D = (x - sigma eps) / alpha
+        p = point(schedule, t_end)
+        alpha = np.exp(p.log_alpha)
+        i = len(rows.t)
+        if alg.data:
+            rows.add(t_end, 0.0, {i: 1.0}, True)
+        else:
+            rows.add(t_end, 1.0 / alpha, {i: -p.sigma / alpha}, True)
+    return plan_from_rows(rows, options.algorithm_type, solver.include_start,
+                          options.denoise_to_zero)
+
+
+def build_plan(
+    schedule: Schedule,
+    steps: int | None = None,
+    order: int = 2,
+    method: str = "multistep",
+    algorithm_type: str = "dpmsolver++",
+    skip_type: str | None = None,
+    solver_type: str = "dpmsolver",
+    lower_order_final: bool = True,
+    denoise_to_zero: bool = False,
+    t_start: float | None = None,
+    t_end: float | None = None,
+    multistep3_variant: str = "reference",
+    unipc_variant: str = "bh2",
+    unipc_corrector: bool = True,
+    *,
+    timesteps=None,
+    sigmas=None,
+    final_sigmas_type: str | None = None,
+    euler_at_final: bool = False,
+    karras_rho: float = 7.0,
+    steps_offset: int = 0,
+    options: SolverOptions | None = None,
+) -> Plan:
+    """Plans a fixed-grid DPM-Solver(++) / UniPC run on the host, in float64.
+
+    ``t_start``/``t_end`` default to ``schedule.T``/``schedule.t_eps`` (sampling);
+    pass ``t_start < t_end`` to integrate upwards (inversion). Options as in
+    :func:`dpm_jax.sample` (or pass a :class:`~dpm_jax.SolverOptions` as ``options``
+    instead of keywords); ``method`` is any fixed-grid method of the registry
+    (:data:`dpm_jax.plan.solvers.METHODS` but "adaptive").
+
+    Three families of grids (:mod:`dpm_jax.plan.grids`), each with its order rules:
+
+    - the reference implementation's (``skip_type`` "time_uniform", "logSNR",
+      "time_quadratic" and no ``final_sigmas_type``): steps + 1 times from
+      t_start to t_end, and the reference's order rules (``lower_order_final``
+      below 10 steps; DPM-Solver-fast's singlestep orders);
+    - diffusers' (``skip_type`` "karras", "exponential", "linspace", "leading",
+      "trailing", or any ``final_sigmas_type``, or ``euler_at_final``): ``steps``
+      model nodes and a final node (see :func:`grid_nodes`; "zero" is the
+      default final node of the discrete spacings), and diffusers' order rules
+      (multistep: ``lower_order_final`` below 15 steps; UniPC: always; singlestep:
+      diffusers' order list, its intermediate points are grid nodes);
+    - explicit (``timesteps=`` times t, or ``sigmas=`` sigma_t / alpha_t that may
+      end with 0): the nodes from first to last, the reference's order rules. For
+      multistep and UniPC NFE = len - 1; for singlestep methods the entries are
+      the outer step boundaries, every step has order ``order`` (1 where it
+      touches an infinite lambda) with its inner points uniform in lambda.
+
+    Infinite half log-SNR at an end (alpha = 0 at the start: flow models at t = 1,
+    zero-terminal-SNR tables; sigma = 0 at the end: the data) is exact: a step
+    touching it is a first-order step in closed form (``sigma_t x + alpha_t x0``
+    from pure noise, ``alpha_t x0`` to the data), and the steps after it use no
+    history from beyond it. Noise-prediction algorithms cannot start at alpha = 0.
+
+    >>> import numpy as np
+    >>> from dpm_jax import schedules
+    >>> plan = build_plan(schedules.vp_linear(), steps=10, order=3, method="singlestep")
+    >>> plan.nfe
+    10
+    >>> build_plan(schedules.edm(), sigmas=[80.0, 10.0, 1.0, 0.1, 0.0]).nfe
+    4
+    """
+    _checks.check_schedule(schedule)
+    if options is None:
+        options = collect(locals())
+    elif not isinstance(options, SolverOptions):
+        raise TypeError(f"`options` must be a dpm_jax.SolverOptions, got {type(options).__name__}.")
+    return plan_run(schedule, options, None)
