@@ -1,6 +1,6 @@
 """Sample quality on a real model: classifier accuracy of guided digits against NFE.
 
-The bundled class-conditional UNet (:mod:`dpm_jax.digits`, trained by
+The bundled class-conditional UNet (:mod:`dpm_jax.demo.digits`, trained by
 ``examples/train_digits.py``) samples ``--n-per-class`` digits of every class
 with classifier-free guidance (``--guidance-scales``), from the same x_T for every
 solver; the bundled MLP classifier (trained on the same data, its held-out
@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dpm_jax import digits
+from dpm_jax.demo import digits
 
 NFES = (5, 10, 20)
 REF_STEPS = 100

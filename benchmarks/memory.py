@@ -16,7 +16,8 @@ import jax.numpy as jnp
 import numpy as np
 
 import dpm_jax
-from dpm_jax import problems, schedules
+from dpm_jax import schedules
+from dpm_jax.testing import problems
 
 
 def main() -> None:

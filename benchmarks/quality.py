@@ -1,11 +1,11 @@
 """Quality: error of the final sample against the exact probability-flow ODE solution, vs NFE.
 
-For four problems whose noise predictor is known exactly (``dpm_jax.problems``),
+For four problems whose noise predictor is known exactly (``dpm_jax.testing.problems``),
 the script draws a fixed batch ``x_T ~ N(0, I)`` (fixed seed), solves the
 probability-flow ODE from t = 1 to t = 1e-3 (``vp_linear`` schedule, beta 0.1-20)
 
 * exactly: SciPy DOP853 in float64 at rtol = atol = 1e-11, each sample integrated
-  on its own for the empirical distribution (:func:`dpm_jax.exact.exact_ode_solution`);
+  on its own for the empirical distribution (:func:`dpm_jax.testing.exact.exact_ode_solution`);
   the reference is checked against a second solution at 1e-13 and the largest
   difference is printed and written into the tables;
 * with every solver at NFE 4, 5, 6, 8, 10, 15, 20, 30, 50, 100, float64,
@@ -17,7 +17,7 @@ samples whose trajectory passes near a boundary between modes and takes the
 other branch) and, for the digits, the share of samples that end nearest to
 another training image than the exact solution's.
 
-Problems (``dpm_jax.problems``; the convergence tests use small versions of the
+Problems (``dpm_jax.testing.problems``; the convergence tests use small versions of the
 same factories):
 
 1. ``gmm_mild``: ``gmm_16d()``, a 16-D mixture of 4 Gaussians, stds 0.15-0.6;
@@ -101,8 +101,9 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import dpm_jax  # noqa: E402
-from dpm_jax import problems, schedules  # noqa: E402
-from dpm_jax.exact import exact_ode_solution  # noqa: E402
+from dpm_jax import schedules  # noqa: E402
+from dpm_jax.testing import problems  # noqa: E402
+from dpm_jax.testing.exact import exact_ode_solution  # noqa: E402
 
 try:  # optional: the Tsit5 baseline
     import diffrax

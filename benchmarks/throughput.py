@@ -30,7 +30,8 @@ def child(n_devices: int, batch: int, repeats: int) -> dict:
     import numpy as np
 
     import dpm_jax
-    from dpm_jax import problems, sharding
+    from dpm_jax import sharding
+    from dpm_jax.testing import problems
 
     sched = dpm_jax.schedules.discrete(betas=np.linspace(1e-4, 0.02, 1000))
     model = dpm_jax.model_wrapper(problems.noise_net(problems.gmm_16d(), sched), sched)

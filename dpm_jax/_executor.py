@@ -202,7 +202,9 @@ def as_model(model):
 
 
 def _check_alpha_zero(model, plan: Plan) -> None:
-    """A noise (or score) prediction gives no x0 at alpha = 0: refuse such a plan."""
+    """Refuses a data-prediction plan with a model call at alpha = 0 (pure noise) where
+    the model cannot give x0 there: a noise or score prediction (eps = x_T), EDM's
+    preconditioning (sigma / alpha infinite), classifier guidance (sigma^2 / alpha)."""
     alpha = plan.alpha
     if isinstance(alpha, jax.core.Tracer) or not plan.data_prediction:
         return
@@ -214,6 +216,14 @@ def _check_alpha_zero(model, plan: Plan) -> None:
                          f"{kind} prediction determines no x0 (eps = x_T there). Wrap a v-, x0- or "
                          "flow-prediction network with dpm_jax.model_wrapper(..., model_type="
                          "'v' / 'x_start' / 'flow'), or start at t_start < T.")
+    if kind == "edm":
+        raise ValueError("This plan evaluates the model at alpha = 0 (pure noise), where EDM's "
+                         "preconditioning (model_type='edm') needs the noise level sigma / alpha, "
+                         "infinite there; start at t_start < T.")
+    if isinstance(model, WrappedModel) and model.guidance_type == "classifier":
+        raise ValueError("This plan evaluates the model at alpha = 0 (pure noise), where classifier "
+                         "guidance of the data prediction, x0 + s sigma^2 / alpha grad log p, is "
+                         "undefined; start at t_start < T, or use guidance_type='classifier-free'.")
 
 
 def run_plan(model, x, plan: Plan, options, key=None, shard_axis=None):
@@ -281,6 +291,6 @@ def execute_plan(
     options = SolverOptions(correcting_x0_fn=correcting_x0_fn,
                             thresholding_max_val=thresholding_max_val,
                             dynamic_thresholding_ratio=dynamic_thresholding_ratio,
-                            return_intermediate=return_intermediate, unroll=unroll, remat=remat,
-                            progress=progress)
+                            return_intermediate=return_intermediate, return_info=True,
+                            unroll=unroll, remat=remat, progress=progress)
     return run_plan(model, x, plan, options, key=key, shard_axis=_shard_axis)

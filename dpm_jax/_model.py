@@ -99,7 +99,8 @@ class WrappedModel:
 
         With x = alpha x0 + sigma eps: "noise": x0 = (x - sigma eps) / alpha;
         "x_start" / "edm" (D = x0): eps = (x - alpha x0) / sigma; "v" (v = alpha eps -
-        sigma x0): x0 = alpha x - sigma v, eps = sigma x + alpha v (VP); "score":
+        sigma x0): x0 = (alpha x - sigma v) / (alpha^2 + sigma^2), eps = (sigma x + alpha v) /
+        (alpha^2 + sigma^2), the denominator being 1 on VP schedules; "score":
         eps = -sigma score; "flow" (u = eps - x0): x0 = (x - sigma u) / (alpha + sigma),
         eps = (x + alpha u) / (alpha + sigma). Each form is finite where the other
         end of the schedule makes its alternative 0 / 0 (v and flow at alpha = 0).
@@ -110,8 +111,9 @@ class WrappedModel:
             return (x - s * out) / a if data else out
         if kind in ("x_start", "edm"):
             return out if data else (x - a * out) / s
-        if kind == "v":
-            return a * x - s * out if data else s * x + a * out
+        if kind == "v":  # exact on VP schedules (alpha^2 + sigma^2 = 1); else divide by it
+            pred = a * x - s * out if data else s * x + a * out
+            return pred if self.schedule.is_vp else pred / (a * a + s * s)
         if kind == "flow":
             return (x - s * out) / (a + s) if data else (x + a * out) / (a + s)
         eps = -s * out  # score
@@ -206,7 +208,8 @@ def model_wrapper(
     prediction (DPM-Solver App. D):
 
     - "noise": eps;  "x_start": x0;  "score": grad log p_t = -eps / sigma_t;
-    - "v": v = alpha_t eps - sigma_t x0 (VP schedules);
+    - "v": v = alpha_t eps - sigma_t x0 (Salimans & Ho 2022; x0 = (alpha x - sigma v) /
+      (alpha^2 + sigma^2), exactly alpha x - sigma v on VP schedules);
     - "flow": the flow-matching velocity u = eps - x0 (d x_t / d t for
       ``schedules.flow()``, where x_t = (1 - t) x0 + t eps); x0 = (x - sigma u) /
       (alpha + sigma), finite at alpha = 0;

@@ -201,7 +201,7 @@ def _validate(o: SolverOptions) -> None:
     """All checks of the options that need no schedule, in one place."""
     from dpm_jax.plan.solvers import registry  # (the registry imports the planner)
 
-    _checks.check_choice("method", o.method, registry.METHODS)
+    _checks.check_choice("method", o.method, tuple(registry.SOLVERS))
     _checks.check_choice("algorithm_type", o.algorithm_type, tuple(ALGORITHMS))
     if o.skip_type is not None:
         from dpm_jax.plan.grids import SKIP_TYPES
@@ -231,6 +231,9 @@ def _validate(o: SolverOptions) -> None:
     if solver.steps_at_least_order and o.num_steps < o.order:
         raise ValueError(f"`steps` must be >= `order` for method={o.method!r}: got steps="
                          f"{o.num_steps}, order={o.order}.")
+    if o.return_intermediate and not o.return_info:
+        raise ValueError("`return_intermediate=True` returns the states in info.intermediates: "
+                         "pass return_info=True as well (the result is then (x0, info)).")
     _checks.check_choice("multistep3_variant", o.multistep3_variant, MULTISTEP3_VARIANTS)
     _checks.check_choice("unipc_variant", o.unipc_variant, UNIPC_VARIANTS)
     if o.final_sigmas_type is not None:

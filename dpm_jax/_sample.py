@@ -152,7 +152,8 @@ def sample(
       error_norm: adaptive only: "batch" (the reference: one step sequence for
         the whole batch, controlled by the worst sample) or "per_sample" (each
         sample sizes its own steps; ``info.nfe`` then has shape (B,)).
-      return_intermediate: also return the intermediate states in ``info``.
+      return_intermediate: also return the intermediate states in ``info``
+        (needs ``return_info=True``).
       return_info: return ``(x, info)`` with ``info.nfe`` the model calls made.
       unroll: rows per iteration of the compiled loop (an int >= 1), or "auto":
         2 for cheap models (no matrix products or convolutions, where fusing

@@ -1,8 +1,8 @@
 """Sample a 2-D Gaussian mixture in 10 model calls: DDIM versus DPM-Solver++(2M).
 
 The data are 8 narrow Gaussians on a ring plus one at the centre
-(:func:`dpm_jax.problems.gmm_2d`). Their noise predictor is known exactly
-(:func:`dpm_jax.problems.noise_net`), so the only error left in the samples is
+(:func:`dpm_jax.testing.problems.gmm_2d`). Their noise predictor is known exactly
+(:func:`dpm_jax.testing.problems.noise_net`), so the only error left in the samples is
 the error of the ODE solver. Starting from the same ``x_T ~ N(0, I)``, the script
 runs
 
@@ -52,7 +52,8 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import dpm_jax  # noqa: E402
-from dpm_jax import problems, schedules  # noqa: E402
+from dpm_jax import schedules  # noqa: E402
+from dpm_jax.testing import problems  # noqa: E402
 
 REF_STEPS = 200
 

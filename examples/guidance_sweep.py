@@ -26,7 +26,7 @@ import numpy as np
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from dpm_jax import digits  # noqa: E402
+from dpm_jax.demo import digits  # noqa: E402
 
 
 def diversity(x, per_class):

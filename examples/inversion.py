@@ -31,7 +31,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 import dpm_jax  # noqa: E402
-from dpm_jax import digits  # noqa: E402
+from dpm_jax.demo import digits  # noqa: E402
 
 
 def round_trip(bundle, x0, labels, *, steps, order, algorithm_type, skip_type="logSNR"):

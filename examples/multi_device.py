@@ -38,7 +38,7 @@ import numpy as np  # noqa: E402
 from jax.sharding import NamedSharding  # noqa: E402
 from jax.sharding import PartitionSpec as P  # noqa: E402
 
-from dpm_jax import digits  # noqa: E402
+from dpm_jax.demo import digits  # noqa: E402
 
 
 def main(argv=None):

@@ -37,7 +37,8 @@ def worker(process_id: int, num_processes: int, coordinator: str, local_devices:
     from jax.sharding import NamedSharding, PartitionSpec as P
 
     import dpm_jax
-    from dpm_jax import problems, sharding
+    from dpm_jax import sharding
+    from dpm_jax.testing import problems
 
     sched = dpm_jax.schedules.discrete(betas=np.linspace(1e-4, 0.02, 1000))
     model = dpm_jax.model_wrapper(problems.noise_net(problems.gmm_16d(seed=3, D=4), sched), sched)

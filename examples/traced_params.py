@@ -34,7 +34,7 @@ import numpy as np
 from flax import nnx
 
 import dpm_jax
-from dpm_jax import digits
+from dpm_jax.demo import digits
 
 TRACES = []
 

@@ -2,7 +2,7 @@
 
 Data: ``sklearn.datasets.load_digits`` (1,797 images, 8x8, 17 grey levels),
 scaled to [-1, 1] at their native 8x8 resolution. The UNet
-(:class:`dpm_jax.digits.UNet`, 0.2 M parameters: 8x8 and 4x4 levels of 16 and
+(:class:`dpm_jax.demo.digits.UNet`, 0.2 M parameters: 8x8 and 4x4 levels of 16 and
 32 channels) learns the noise prediction eps(x_t, t, label) under the DDPM
 linear betas (1e-4 to 0.02, 1,000 steps), with the label replaced by the null
 label with probability ``--p-uncond`` (classifier-free guidance). Its output is
@@ -10,7 +10,7 @@ preconditioned (see the class): the network's own output regresses a
 unit-scale target, i.e. the noise MSE is weighted by 1 / c_out(t)^2. AdamW
 (batch 64, 4,000 steps, warm-up then cosine decay of the learning rate) and an
 exponential moving average of the weights (the EMA weights are saved). The
-classifier (:class:`dpm_jax.digits.Classifier`, an MLP) is trained on a fixed
+classifier (:class:`dpm_jax.demo.digits.Classifier`, an MLP) is trained on a fixed
 80 % split, with a little input noise, and its accuracy on the other 20 % is
 printed and stored.
 
@@ -45,7 +45,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from dpm_jax import digits
+from dpm_jax.demo import digits
 
 
 def load_data():

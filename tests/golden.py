@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import functools
 import json
-import pathlib
 
 import jax.numpy as jnp
 import numpy as np
 
 import dpm_jax
-from dpm_jax import problems
+from dpm_jax.testing import problems
+from paths import DATA
 
-PATH = pathlib.Path(__file__).parent / "data" / "dpm_solver_reference.npz"
+PATH = DATA / "dpm_solver_reference.npz"
 
 
 @functools.lru_cache(maxsize=None)

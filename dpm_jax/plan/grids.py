@@ -41,6 +41,10 @@ SPACINGS = ("time_uniform", "logSNR", "time_quadratic")
 NODE_SKIPS = ("karras", "exponential", "linspace", "leading", "trailing")
 SKIP_TYPES = SPACINGS + NODE_SKIPS
 _DISCRETE_SKIPS = ("linspace", "leading", "trailing")
+#: ``sigmas=`` entries outside the schedule's range of sigma / alpha by at most this
+#: relative amount are clipped to the range (published grids are rounded); further out
+#: they are refused.
+SIGMA_RTOL = 1e-3
 
 
 def time_grid(schedule: Schedule, skip_type: str, t_start: float, t_end: float, n: int) -> np.ndarray:
@@ -223,8 +227,9 @@ class DiffusersGrid:
 @dataclasses.dataclass(frozen=True, eq=False)
 class ExplicitGrid:
     """The user's own grid: ``kind`` "timesteps" (times t, in the schedule's units) or
-    "sigmas" (sigma_t / alpha_t; a last entry 0 is the data), ``values`` the nodes from
-    first to last (1-D float64, strictly monotone; checked by the options). The
+    "sigmas" (sigma_t / alpha_t; a last entry 0 is the data; entries within
+    :data:`SIGMA_RTOL` outside the schedule's range are clipped to it), ``values`` the
+    nodes from first to last (1-D float64, strictly monotone; checked by the options). The
     reference's order rules; a singlestep step's inner points are uniform in lambda
     between its two outer nodes (:meth:`times`)."""
 
@@ -261,9 +266,9 @@ class ExplicitGrid:
             lam_hi = float(schedule.marginal_lambda(np.float64(lo_t)))  # the least noisy
             lam_lo = float(schedule.marginal_lambda(np.float64(hi_t)))  # the noisiest
         s_min, s_max = _sigma_hat(lam_hi), _sigma_hat(lam_lo)
-        tol = 1e-12
-        inside = ((lam >= lam_lo - tol * max(1.0, abs(lam_lo)))
-                  & (lam <= lam_hi + tol * max(1.0, abs(lam_hi))))
+        # published lists are rounded (Align Your Steps' 14.615 for SD's 14.6146): entries
+        # within SIGMA_RTOL of the range are clipped to it
+        inside = (lam >= lam_lo - SIGMA_RTOL) & (lam <= lam_hi + SIGMA_RTOL)
         inside |= v == 0.0  # a final 0 (checked by the options to be last)
         if not np.all(inside):
             i = int(np.argmin(inside))

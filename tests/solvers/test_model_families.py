@@ -1,7 +1,7 @@
 """Flow (rectified flow / flow matching) and EDM models: convergence orders, infinite-lambda
 ends, a property test of the plans, and the errors at alpha = 0.
 
-The problem is the 16-D Gaussian mixture :func:`dpm_jax.problems.gmm_16d` (4 components,
+The problem is the 16-D Gaussian mixture :func:`dpm_jax.testing.problems.gmm_16d` (4 components,
 stds 0.15-0.6). Its posterior mean x0*(x; alpha, sigma) and noise eps*(x; alpha, sigma) are
 known in closed form and finite everywhere, at alpha = 0 (pure noise) and at sigma = 0 (the
 data) included, so every kind of network is exact here: a flow velocity u = eps* - x0*, an
@@ -11,7 +11,7 @@ and a v prediction for a zero-terminal-SNR table.
 
 Two independent references of the probability-flow ODE:
 
-* :func:`dpm_jax.exact.exact_ode_solution` (DOP853 in lambda on y = x / alpha; finite lambda
+* :func:`dpm_jax.testing.exact.exact_ode_solution` (DOP853 in lambda on y = x / alpha; finite lambda
   at both ends);
 * :func:`_theta_reference` below, DOP853 in the angle ``theta = atan2(sigma, alpha)`` on
   ``z = x / sqrt(alpha^2 + sigma^2)``: every schedule is a VP path ``(cos theta, sin theta)``
@@ -40,8 +40,9 @@ import jax.numpy as jnp  # noqa: E402
 from scipy.integrate import solve_ivp  # noqa: E402
 
 import dpm_jax  # noqa: E402
-from dpm_jax import problems, schedules  # noqa: E402
-from dpm_jax.exact import exact_ode_solution  # noqa: E402
+from dpm_jax import schedules  # noqa: E402
+from dpm_jax.testing import problems  # noqa: E402
+from dpm_jax.testing.exact import exact_ode_solution  # noqa: E402
 
 GMM = problems.gmm_16d()
 BATCH, DIM = 8, 16

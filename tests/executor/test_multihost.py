@@ -1,11 +1,11 @@
 """Two processes (loopback, jax.distributed, 4 CPU devices each) sample one global batch."""
 
-import pathlib
 import subprocess
 import sys
+from paths import ROOT
 
 
-EXAMPLE = pathlib.Path(__file__).parents[1] / "examples" / "multihost.py"
+EXAMPLE = ROOT / "examples" / "multihost.py"
 
 
 def test_two_processes_match_one_process():

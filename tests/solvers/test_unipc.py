@@ -9,8 +9,9 @@ import pytest
 pytest.importorskip("scipy")
 
 import dpm_jax  # noqa: E402
-from dpm_jax import problems, schedules  # noqa: E402
-from dpm_jax.exact import exact_ode_solution  # noqa: E402
+from dpm_jax import schedules  # noqa: E402
+from dpm_jax.testing import problems  # noqa: E402
+from dpm_jax.testing.exact import exact_ode_solution  # noqa: E402
 
 #: UniPC-p: UniP-p alone has order p; with UniC the order rises by one (the paper's
 #: Theorem 3.1). Measured on the 16-D GMM (logSNR grid, vp_linear, float64); UniPC-3

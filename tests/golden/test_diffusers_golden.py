@@ -11,7 +11,6 @@ config is read with :func:`dpm_jax.from_diffusers_config` and sampled with
 """
 
 import json
-import pathlib
 import warnings
 
 import diffusers_gmm
@@ -22,8 +21,9 @@ import pytest
 
 import dpm_jax
 from dpm_jax import _executor
+from paths import DATA
 
-Z = np.load(pathlib.Path(__file__).parent / "data" / "diffusers_golden.npz")
+Z = np.load(DATA / "diffusers_golden.npz")
 RUNS = sorted({k.split("/")[1] for k in Z.files if k.startswith("config/D")})
 GRIDS = sorted({k.split("/")[1] for k in Z.files if k.startswith("config/G")})
 

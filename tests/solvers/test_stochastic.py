@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 import dpm_jax
-from dpm_jax import problems, schedules
+from dpm_jax import schedules
+from dpm_jax.testing import problems
 from dpm_jax._executor import _standard_normal
 
 SCHED = schedules.discrete(betas=np.linspace(1e-4, 0.02, 1000))

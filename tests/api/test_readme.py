@@ -1,11 +1,11 @@
 """The README's code runs as written."""
 
-import pathlib
 import re
 
 import numpy as np
+from paths import ROOT
 
-TEXT = (pathlib.Path(__file__).parents[1] / "README.md").read_text()
+TEXT = (ROOT / "README.md").read_text()
 
 
 def _block(heading: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -24,8 +25,13 @@ FLOW = schedules.flow()
 FLOW_MODEL = dpm_jax.model_wrapper(net, FLOW, model_type="flow")
 
 
+VP_MODEL = dpm_jax.model_wrapper(net, VP)
+
+
 def sample(**kw):
-    return dpm_jax.sample(kw.pop("model", MODEL), kw.pop("x", X), kw.pop("sched", SCHED), **kw)
+    sched = kw.pop("sched", SCHED)
+    default = VP_MODEL if sched is VP else MODEL
+    return dpm_jax.sample(kw.pop("model", default), kw.pop("x", X), sched, **kw)
 
 
 CASES = [
@@ -71,7 +77,7 @@ CASES = [
     ("unknown multistep3_variant", lambda: sample(multistep3_variant="exact"), ValueError,
      "multistep3_variant"),
     ("schedule wrong type", lambda: sample(sched="linear"), TypeError, "noise_schedule"),
-    ("schedule differs from the model's", lambda: sample(sched=VP), ValueError, "noise_schedule"),
+    ("schedule differs from the model's", lambda: sample(sched=VP, model=MODEL), ValueError, "noise_schedule"),
     ("model not callable", lambda: sample(model=3), TypeError, "model"),
     ("unknown model_type", lambda: dpm_jax.model_wrapper(net, SCHED, model_type="eps"), ValueError,
      "model_type"),
@@ -162,6 +168,54 @@ CASES = [
     ("diffusers missing file", lambda: dpm_jax.from_diffusers_config("/nonexistent/scheduler.json"),
      ValueError, "not a file"),
     ("diffusers config of a wrong type", lambda: dpm_jax.from_diffusers_config(3), TypeError, "config"),
+    # explicit grids
+    ("timesteps 2-D", lambda: sample(sched=VP, timesteps=[[1.0, 0.5], [0.4, 0.1]]), ValueError,
+     "timesteps"),
+    ("timesteps one entry", lambda: sample(sched=VP, timesteps=[1.0]), ValueError, "timesteps"),
+    ("timesteps not monotone", lambda: sample(sched=VP, timesteps=[1.0, 0.2, 0.5, 0.1]),
+     ValueError, "timesteps"),
+    ("timesteps repeated", lambda: sample(sched=VP, timesteps=[1.0, 0.5, 0.5, 0.1]), ValueError,
+     "timesteps"),
+    ("timesteps NaN", lambda: sample(sched=VP, timesteps=[1.0, np.nan, 0.1]), ValueError,
+     "timesteps"),
+    ("timesteps inf", lambda: sample(sched=VP, timesteps=[np.inf, 0.5, 0.1]), ValueError,
+     "timesteps"),
+    ("timesteps strings", lambda: sample(sched=VP, timesteps=["a", "b"]), TypeError, "timesteps"),
+    ("timesteps above T", lambda: sample(sched=VP, timesteps=[1.5, 0.5, 0.1]), ValueError,
+     "timesteps"),
+    ("timesteps below 1/N", lambda: sample(timesteps=[1.0, 0.5, 1e-4]), ValueError, "timesteps"),
+    ("timesteps increasing for sample", lambda: sample(sched=VP, timesteps=[0.1, 0.5, 1.0]),
+     ValueError, "timesteps"),
+    ("timesteps decreasing for inverse", lambda: dpm_jax.inverse(
+        dpm_jax.model_wrapper(net, VP), X, VP, timesteps=[1.0, 0.5, 0.1]), ValueError,
+     "timesteps"),
+    ("timesteps with skip_type", lambda: sample(sched=VP, timesteps=[1.0, 0.1],
+                                                skip_type="time_uniform"), ValueError, "skip_type"),
+    ("timesteps with t_start", lambda: sample(sched=VP, timesteps=[1.0, 0.1], t_start=1.0),
+     ValueError, "t_start"),
+    ("timesteps with t_end", lambda: sample(sched=VP, timesteps=[1.0, 0.1], t_end=0.1),
+     ValueError, "t_end"),
+    ("timesteps with final_sigmas_type", lambda: sample(sched=VP, timesteps=[1.0, 0.1],
+                                                        final_sigmas_type="zero"),
+     ValueError, "final_sigmas_type"),
+    ("timesteps and steps disagree", lambda: sample(sched=VP, timesteps=[1.0, 0.5, 0.1], steps=5),
+     ValueError, "steps"),
+    ("timesteps and sigmas", lambda: sample(sched=VP, timesteps=[1.0, 0.1], sigmas=[10.0, 0.0]),
+     ValueError, "sigmas"),
+    ("timesteps with adaptive", lambda: sample(sched=VP, timesteps=[1.0, 0.1], method="adaptive"),
+     ValueError, "timesteps"),
+    ("timesteps shorter than order", lambda: sample(sched=VP, timesteps=[1.0, 0.1], order=2),
+     ValueError, "steps"),
+    ("sigmas increasing", lambda: sample(sched=VP, sigmas=[0.1, 1.0, 10.0]), ValueError, "sigmas"),
+    ("sigmas zero inside", lambda: sample(sched=VP, sigmas=[10.0, 0.0, 0.0]), ValueError, "sigmas"),
+    ("sigmas negative", lambda: sample(sched=VP, sigmas=[10.0, 1.0, -1.0]), ValueError, "sigmas"),
+    ("sigmas inf", lambda: sample(sched=FLOW, model=FLOW_MODEL, sigmas=[np.inf, 1.0, 0.0]),
+     ValueError, "sigmas"),
+    ("sigmas NaN", lambda: sample(sched=VP, sigmas=[10.0, np.nan, 0.0]), ValueError, "sigmas"),
+    ("sigmas above the schedule", lambda: sample(sched=VP, sigmas=[1e4, 1.0, 0.0]), ValueError,
+     "sigmas"),
+    ("sigmas below the schedule", lambda: sample(sigmas=[10.0, 1.0, 1e-4]), ValueError, "sigmas"),
+    ("sigmas empty", lambda: sample(sched=VP, sigmas=[]), ValueError, "sigmas"),
 ]
 
 
@@ -174,6 +228,15 @@ def test_bad_input_raises_naming_the_argument(call, exc, text):
 
 def test_enough_cases():
     assert len(CASES) >= 20
+
+
+def test_traced_grid_is_refused_naming_it():
+    @jax.jit
+    def run(ts):
+        return dpm_jax.sample(dpm_jax.model_wrapper(net, VP), X, VP, timesteps=ts)
+
+    with pytest.raises(TypeError, match="timesteps"):
+        run(jnp.array([1.0, 0.5, 0.1]))
 
 
 def test_diffusers_unknown_keys_are_reported_not_dropped():

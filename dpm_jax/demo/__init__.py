@@ -1,7 +1,7 @@
 """Sample digits from the bundled UNet: DDIM vs DPM-Solver++(2M) at 10 NFE vs a 100-step reference.
 
 ``python -m dpm_jax.demo`` (or the console script ``dpm-jax-demo``) loads the
-class-conditional UNet that ships with the package (:mod:`dpm_jax.digits`),
+class-conditional UNet that ships with the package (:mod:`dpm_jax.demo.digits`),
 samples ``--per-class`` digits of every class 0-9 with classifier-free guidance
 from the same x_T with three samplers, and writes a PNG with three panels (one
 row per digit class):
@@ -44,7 +44,7 @@ def _run(digits, bundle, labels, key, **kw):
 
 def main(argv=None) -> int:
     """Entry point of ``python -m dpm_jax.demo`` and the ``dpm-jax-demo`` script."""
-    from dpm_jax import digits
+    from dpm_jax.demo import digits
 
     parser = argparse.ArgumentParser(prog="python -m dpm_jax.demo",
                                      description=__doc__.split("\n\n")[0])

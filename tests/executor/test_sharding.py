@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 import dpm_jax
-from dpm_jax import problems, schedules, sharding
+from dpm_jax import schedules, sharding
+from dpm_jax.testing import problems
 
 SCHED = schedules.discrete(betas=np.linspace(1e-4, 0.02, 1000))
 GMM = problems.gmm_16d(seed=3, D=4)

@@ -1,4 +1,4 @@
-"""The test problems of ``dpm_jax.problems``: exact noise predictors and reference solutions.
+"""The test problems of ``dpm_jax.testing.problems``: exact noise predictors and reference solutions.
 
 The quality benchmark and the convergence tests rest on these problems being
 exact, so each claim is checked independently: the empirical distribution's
@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 import dpm_jax
-from dpm_jax import problems, schedules
+from dpm_jax import schedules
+from dpm_jax.testing import problems
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -126,7 +127,7 @@ def test_class_conditioning_and_guidance():
     classifier-free wrapped noise_net is eps_u + s (eps_c - eps_u); the reference
     solver integrates that same field (many DPM-Solver++ steps agree with it)."""
     pytest.importorskip("scipy")
-    from dpm_jax.exact import exact_ode_solution
+    from dpm_jax.testing.exact import exact_ode_solution
 
     rng = np.random.default_rng(10)
     emp = problems.make_empirical(rng.uniform(-1, 1, size=(12, 4)), np.arange(12) % 3)
@@ -211,7 +212,7 @@ def test_exact_solution_empirical():
     """The reference solver on an empirical distribution: per sample and batched agree,
     two tolerances agree, and the end points sit at data points (sigma_end ~ 0.01)."""
     pytest.importorskip("scipy")
-    from dpm_jax.exact import exact_ode_solution
+    from dpm_jax.testing.exact import exact_ode_solution
 
     emp = _small_empirical(n=10, d=4)
     sched = schedules.vp_linear()

@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("flax", reason="the digits model needs flax (pip install -e '.[test]')")
 
-from dpm_jax import digits  # noqa: E402
+from dpm_jax.demo import digits  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -99,5 +99,21 @@ def test_import_dpm_jax_does_not_import_flax():
     import sys
 
     code = ("import sys, dpm_jax; "
-            "assert 'flax' not in sys.modules and 'dpm_jax.digits' not in sys.modules")
+            "assert 'flax' not in sys.modules and 'dpm_jax.demo.digits' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_old_import_paths_still_work():
+    import dpm_jax.digits
+    import dpm_jax.exact
+    import dpm_jax.problems
+    from dpm_jax.exact import exact_ode_solution
+    from dpm_jax.problems import gmm_16d
+
+    # each old path is the new module itself (compared by name: pytest's doctest collection
+    # may import a module file a second time)
+    assert dpm_jax.digits.__name__ == "dpm_jax.demo.digits"
+    assert dpm_jax.problems.__name__ == "dpm_jax.testing.problems"
+    assert dpm_jax.exact.__name__ == "dpm_jax.testing.exact"
+    assert gmm_16d.__module__ == "dpm_jax.testing.problems"
+    assert exact_ode_solution.__module__ == "dpm_jax.testing.exact"

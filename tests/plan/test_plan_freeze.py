@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import functools
 import json
-import pathlib
 import warnings
 
 import numpy as np
@@ -25,8 +24,9 @@ import pytest
 
 import dpm_jax
 from plan_cases import FIELDS, META, SCHEDULES, cases, kwargs_of
+from paths import DATA
 
-PATH = pathlib.Path(__file__).parent / "data" / "frozen_plans.npz"
+PATH = DATA / "frozen_plans.npz"
 
 
 @functools.lru_cache(maxsize=None)

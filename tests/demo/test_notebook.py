@@ -1,10 +1,10 @@
 """The Colab quickstart notebook runs top to bottom on CPU with small settings."""
 
 import os
-import pathlib
 import sys
 
 import pytest
+from paths import ROOT
 
 nbformat = pytest.importorskip("nbformat", reason="executing the notebook needs nbformat "
                                "(pip install -e '.[test]')")
@@ -15,7 +15,7 @@ pytest.importorskip("ipykernel", reason="executing the notebook needs ipykernel 
 pytest.importorskip("flax", reason="the notebook loads the Flax digits model")
 pytest.importorskip("matplotlib", reason="the notebook plots with matplotlib")
 
-NOTEBOOK = pathlib.Path(__file__).parents[1] / "colab" / "dpm_jax_quickstart.ipynb"
+NOTEBOOK = ROOT / "colab" / "dpm_jax_quickstart.ipynb"
 
 
 def test_quickstart_notebook_runs(tmp_path, monkeypatch):

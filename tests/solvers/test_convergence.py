@@ -2,7 +2,7 @@
 
 On a 16-D Gaussian mixture the exact noise predictor is known, so the
 probability-flow ODE can be solved to ~1e-12 with an independent integrator
-(:func:`dpm_jax.exact.exact_ode_solution`, DOP853 in lambda). For each solver
+(:func:`dpm_jax.testing.exact.exact_ode_solution`, DOP853 in lambda). For each solver
 we sample at several NFE on a logSNR grid, fit ``log(RMS error)`` against
 ``log(NFE)`` by least squares and check that the measured order ``-slope`` is
 within ``TOL`` of the solver's order.
@@ -35,8 +35,9 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
 import dpm_jax  # noqa: E402
-from dpm_jax import problems, schedules  # noqa: E402
-from dpm_jax.exact import exact_ode_solution  # noqa: E402
+from dpm_jax import schedules  # noqa: E402
+from dpm_jax.testing import problems  # noqa: E402
+from dpm_jax.testing.exact import exact_ode_solution  # noqa: E402
 
 TOL = 0.35  # |measured order - order| allowed
 BATCH = 8
@@ -177,6 +178,6 @@ def test_convergence_order_fast_problems(fast_problem, algorithm_type, order, me
 
 def test_exact_solution_self_check(_x64):
     """The reference integrator against closed forms (single Gaussian) and reversibility."""
-    from dpm_jax.exact import _self_check
+    from dpm_jax.testing.exact import _self_check
 
     _self_check()

@@ -8,6 +8,9 @@
   (x up to sigma_max) the default tolerances accepted huge steps.
 * Stochastic solvers asked to integrate upwards (t_start < t_end) failed with an
   internal AssertionError (a NaN noise weight) instead of a clear ValueError.
+* Found by the randomized API test (``test_random_api.py``): ``model_type="v"`` used
+  the VP-only conversion on every schedule; EDM preconditioning and classifier
+  guidance returned NaN at alpha = 0.
 """
 
 from __future__ import annotations
@@ -124,3 +127,37 @@ def test_stochastic_inversion_refused(algorithm_type):
     with pytest.raises(ValueError, match="algorithm_type"):
         dpm_jax.inverse(model, jnp.ones((2, 3)), sched, steps=6, algorithm_type=algorithm_type,
                         key=jax.random.key(0))
+
+
+@pytest.mark.parametrize("name", ["edm", "ve", "flow"])
+def test_v_prediction_on_a_non_vp_schedule(name):
+    """Found by the randomized API test: model_type="v" converted with the VP-only
+    x0 = alpha x - sigma v, wrong where alpha^2 + sigma^2 != 1 (errors of 1e31 on EDM)."""
+    sched = {"edm": schedules.edm(), "ve": schedules.ve(0.01, 50.0), "flow": schedules.flow()}[name]
+    t = np.float64(0.5 * sched.T)
+    a, s = float(sched.marginal_alpha(t)), float(sched.marginal_std(t))
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(3, 4))) * np.hypot(a, s)
+    x0 = gaussian_x0(x, a, s)
+    eps = (x - a * x0) / s
+    model = dpm_jax.model_wrapper(lambda x_, t_in: a * eps - s * x0, sched, model_type="v")
+    got_x0 = model.predict(x, t, sched.time_input(t), a, s, data=True)
+    got_eps = model.predict(x, t, sched.time_input(t), a, s, data=False)
+    np.testing.assert_allclose(np.asarray(got_x0), np.asarray(x0), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(np.asarray(got_eps), np.asarray(eps), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["edm", "classifier"])
+def test_model_calls_at_alpha_zero_that_give_no_x0_are_refused(kind):
+    """Found by the randomized API test: a flow run from t = 1 (alpha = 0) with EDM's
+    preconditioning or classifier guidance returned NaN; now a ValueError."""
+    sched = schedules.flow()
+    if kind == "edm":
+        model = dpm_jax.model_wrapper(lambda x, t: 0.1 * x, sched, model_type="edm")
+    else:
+        model = dpm_jax.model_wrapper(lambda x, t: 0.1 * x, sched, model_type="flow",
+                                      guidance_type="classifier", condition=jnp.zeros(2),
+                                      classifier_fn=lambda x, t, c: jnp.sum(x, axis=1))
+    with pytest.raises(ValueError, match="alpha = 0"):
+        dpm_jax.sample(model, jnp.ones((2, 3)), sched, steps=4)
+    out = dpm_jax.sample(model, jnp.ones((2, 3)), sched, steps=4, t_start=0.99)
+    assert np.all(np.isfinite(np.asarray(out)))
