@@ -72,6 +72,7 @@ def _run(cid, **extra):
     model = dpm_jax.model_wrapper(_net(cid), setup.schedule, model_type=setup.model_type)
     steps = int(Z[f"steps/{cid}"])
     orig = _executor._standard_normal
+    _executor._execute_jit.clear_cache()  # injected noise is compiled in as a constant
     if f"noise/{cid}" in Z.files:  # diffusers' variance_noise of step i is our z_i
         noise = jnp.asarray(Z[f"noise/{cid}"])
         _executor._standard_normal = lambda key, i, x: noise[i].astype(x.dtype)
@@ -80,6 +81,7 @@ def _run(cid, **extra):
                                    key=jax.random.key(0), return_info=True, **setup.options, **extra)
     finally:
         _executor._standard_normal = orig
+        _executor._execute_jit.clear_cache()
     return np.asarray(out), info
 
 
