@@ -184,7 +184,8 @@ def sde_multistep(data: bool, pts: list, t: Point, solver_type: str, e2_weight: 
       x_t = (sigma_t / sigma_0) e^{-h} x_0 + alpha_t phi M_0 + alpha_t C + sigma_t sqrt(phi) z,
       C = phi D / 2 (order 2, "dpmsolver" = midpoint) or (1 - phi / (2h)) D ("taylor" = Heun),
       C = phi_2 E1 - w phi_3 E2 (order 3, with phi_2 = 1 - phi/(2h), phi_3 = phi_2/(2h) - 1/2:
-      the dpmpp_3m_sde update with eta = 1);
+      k-diffusion's dpmpp_3m_sde step with eta = 1 for w = 1; whole runs agree when its
+      second step is "taylor" and no step is lowered, see tests/golden/test_kdiffusion_golden.py);
     noise prediction ("sde-dpmsolver"), phi = e^h - 1:
       x_t = (alpha_t / alpha_0) x_0 - 2 sigma_t phi M_0 - sigma_t C + sigma_t sqrt(e^{2h} - 1) z,
       C = phi D ("dpmsolver") or 2 (phi / h - 1) D ("taylor").

@@ -17,7 +17,7 @@ Then ``dpm_jax.sample(dpm_jax.model_wrapper(net, setup.schedule,
 model_type=setup.model_type), x_T, setup.schedule, steps=20, **setup.options)``.
 
 DPMSolverMultistep, DPMSolverSinglestep and UniPCMultistep configurations are
-reproduced exactly (checked against diffusers in ``tests/test_diffusers_golden.py``)
+reproduced exactly (checked against diffusers in ``tests/golden/test_diffusers_golden.py``)
 with two documented differences: dpm_jax computes in float64 where diffusers
 uses float32 tables, and a flow model gets its exact time ``1000 sigma`` where
 diffusers truncates it to an integer. DDIM, Euler and FlowMatchEuler

@@ -70,7 +70,7 @@ def test_dpmpp_samplers_match_k_diffusion(cid):
 
 def test_the_defaults_differ_from_dpmpp_3m_sde_as_documented():
     """With the defaults (solver_type="dpmsolver", lower_order_final=True) third-order
-    sde-dpmsolver++ is not dpmpp_3m_sde: the README quotes these differences."""
+    sde-dpmsolver++ is not dpmpp_3m_sde: the docs quote these differences."""
     diffs = {}
     for cid in IDS:
         cfg = json.loads(str(Z[f"config/{cid}"]))

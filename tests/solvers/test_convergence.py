@@ -17,7 +17,7 @@ The same check runs on fast versions of the quality benchmark's other problems
 the ideal denoiser of 64 sklearn digits at 4x4, ``problems.digits(n=64, pool=2)``
 (skipped without scikit-learn).
 
-Run with ``pytest -s tests/test_convergence.py`` to see the measured slopes.
+Run with ``pytest -s tests/solvers/test_convergence.py`` to see the measured slopes.
 Everything runs in float64 inside ``jax.enable_x64(True)``, which is scoped to
 this module's tests and does not leak into other test modules (the suite's
 conftest.py currently turns x64 on globally anyway; this module does not rely
