@@ -24,15 +24,22 @@ def main() -> None:
     sched = schedules.discrete(betas=np.linspace(1e-4, 0.02, 1000))
     model = dpm_jax.model_wrapper(problems.noise_net(problems.gmm_16d(), sched), sched)
     x = jnp.ones((256, 16), jnp.float32)
-    print(f"jax {jax.__version__}, {jax.devices()[0].platform}, {platform.machine()}; "
-          "grad of sum(x0^2) w.r.t. x_T, 16-D GMM noise predictor, batch 256, float32")
+    print(
+        f"jax {jax.__version__}, {jax.devices()[0].platform}, {platform.machine()}; "
+        "grad of sum(x0^2) w.r.t. x_T, 16-D GMM noise predictor, batch 256, float32"
+    )
     print("| steps | temp bytes, remat=False | temp bytes, remat=True | ratio |")
     print("|---:|---:|---:|---:|")
     for steps in (10, 50, 100):
         temp = {}
         for remat in (False, True):
-            f = jax.jit(jax.grad(lambda x, remat=remat, steps=steps: jnp.sum(
-                dpm_jax.sample(model, x, sched, steps=steps, remat=remat) ** 2)))
+            f = jax.jit(
+                jax.grad(
+                    lambda x, remat=remat, steps=steps: jnp.sum(
+                        dpm_jax.sample(model, x, sched, steps=steps, remat=remat) ** 2
+                    )
+                )
+            )
             temp[remat] = f.lower(x).compile().memory_analysis().temp_size_in_bytes
         print(f"| {steps} | {temp[False]:,} | {temp[True]:,} | {temp[True] / temp[False]:.3f} |")
 

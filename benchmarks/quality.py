@@ -97,13 +97,13 @@ import jax
 
 jax.config.update("jax_enable_x64", True)
 
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
+import jax.numpy as jnp
+import numpy as np
 
-import dpm_jax  # noqa: E402
-from dpm_jax import schedules  # noqa: E402
-from dpm_jax.testing import problems  # noqa: E402
-from dpm_jax.testing.exact import exact_ode_solution  # noqa: E402
+import dpm_jax
+from dpm_jax import schedules
+from dpm_jax.testing import problems
+from dpm_jax.testing.exact import exact_ode_solution
 
 try:  # optional: the Tsit5 baseline
     import diffrax
@@ -115,7 +115,11 @@ GRIDS = ("time_uniform", "logSNR")
 GRID_NAMES = {"time_uniform": "t-unif.", "logSNR": "logSNR"}
 T_START, T_END = 1.0, 1e-3
 REF_RTOL, CHECK_RTOL = 1e-11, 1e-13
-ADAPTIVE_TOLS = ((0.0078, 0.05), (1e-3, 1e-2), (1e-4, 1e-3))  # (atol, rtol); the first is the default
+ADAPTIVE_TOLS = (
+    (0.0078, 0.05),
+    (1e-3, 1e-2),
+    (1e-4, 1e-3),
+)  # (atol, rtol); the first is the default
 HEAD_TO_HEAD_NFES = (10, 15, 20)
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
@@ -132,15 +136,34 @@ class Problem(NamedTuple):
 
 
 PROBLEMS = {
-    "gmm_mild": Problem("16-D Gaussian mixture, component stds 0.15-0.6 (mild): `problems.gmm_16d()`",
-                        problems.gmm_16d, 256, 1),
-    "gmm_stiff": Problem("16-D Gaussian mixture, component stds 0.01-0.06 (stiff near t = 0): "
-                         "`problems.gmm_16d_stiff()`", problems.gmm_16d_stiff, 256, 2),
-    "digits": Problem("ideal denoiser of the 1,797 sklearn digits (8x8 = 64-D, in [-1, 1]): "
-                      "`problems.digits()`", problems.digits, 256, 3),
-    "digits_guided": Problem("the digits' ideal denoiser, class-conditional (labels b % 10) with "
-                             "classifier-free guidance at scale 7.5: `problems.digits()`, "
-                             "`problems.class_log_weights`", problems.digits, 128, 4, 7.5),
+    "gmm_mild": Problem(
+        "16-D Gaussian mixture, component stds 0.15-0.6 (mild): `problems.gmm_16d()`",
+        problems.gmm_16d,
+        256,
+        1,
+    ),
+    "gmm_stiff": Problem(
+        "16-D Gaussian mixture, component stds 0.01-0.06 (stiff near t = 0): "
+        "`problems.gmm_16d_stiff()`",
+        problems.gmm_16d_stiff,
+        256,
+        2,
+    ),
+    "digits": Problem(
+        "ideal denoiser of the 1,797 sklearn digits (8x8 = 64-D, in [-1, 1]): `problems.digits()`",
+        problems.digits,
+        256,
+        3,
+    ),
+    "digits_guided": Problem(
+        "the digits' ideal denoiser, class-conditional (labels b % 10) with "
+        "classifier-free guidance at scale 7.5: `problems.digits()`, "
+        "`problems.class_log_weights`",
+        problems.digits,
+        128,
+        4,
+        7.5,
+    ),
 }
 
 
@@ -160,8 +183,10 @@ class Solver(NamedTuple):
 
 
 def _dpm(label, order, method, algorithm_type, variant="reference"):
-    return Solver(label, dict(order=order, method=method, algorithm_type=algorithm_type,
-                              multistep3_variant=variant))
+    return Solver(
+        label,
+        dict(order=order, method=method, algorithm_type=algorithm_type, multistep3_variant=variant),
+    )
 
 
 DPM_SOLVERS = [
@@ -301,13 +326,17 @@ def _plans(sched, solvers) -> dict:
         for nfe in NFES:
             for grid in GRIDS:
                 plans[solver.label, nfe, grid] = dpm_jax.build_plan(
-                    sched, steps=nfe, skip_type=grid, t_start=T_START, t_end=T_END, **solver.opts)
+                    sched, steps=nfe, skip_type=grid, t_start=T_START, t_end=T_END, **solver.opts
+                )
     width = max(plan.window for plan in plans.values())
     for key, plan in plans.items():
         m = np.asarray(plan.m_coef)
         plans[key] = dataclasses.replace(
-            plan, m_coef=np.pad(m, ((0, 0), (0, width - m.shape[1]))),
-            intermediate_rows=np.zeros(0, np.int32), include_start=False)
+            plan,
+            m_coef=np.pad(m, ((0, 0), (0, width - m.shape[1]))),
+            intermediate_rows=np.zeros(0, np.int32),
+            include_start=False,
+        )
     return plans
 
 
@@ -317,8 +346,10 @@ def metrics(x, ref, data=None, ref_idx=None) -> dict:
     that take another branch of the flow); other: for an empirical distribution, the
     share of samples whose nearest data point differs from the exact solution's."""
     err = np.asarray(x).reshape(len(ref), -1) - ref.reshape(len(ref), -1)
-    out = dict(rms=float(np.sqrt(np.mean(err**2))),
-               median=float(np.median(np.sqrt(np.mean(err**2, axis=1)))))
+    out = dict(
+        rms=float(np.sqrt(np.mean(err**2))),
+        median=float(np.median(np.sqrt(np.mean(err**2, axis=1)))),
+    )
     if data is not None:
         out["other"] = float(np.mean(nearest(data, np.asarray(x)) != ref_idx))
     return out
@@ -341,25 +372,34 @@ def run_problem(key: str, batch: int | None, log, solvers_dpm, black_boxes, self
     guided = {}
     if spec.guidance is not None:
         labels = np.arange(batch) % 10
-        guided = dict(log_weights=problems.class_log_weights(prob, labels),
-                      guidance_scale=spec.guidance)
+        guided = dict(
+            log_weights=problems.class_log_weights(prob, labels), guidance_scale=spec.guidance
+        )
     t0 = time.perf_counter()
-    ref = exact_ode_solution(prob, sched, x_T, T_START, T_END, rtol=REF_RTOL, atol=REF_RTOL,
-                             **guided)
+    ref = exact_ode_solution(
+        prob, sched, x_T, T_START, T_END, rtol=REF_RTOL, atol=REF_RTOL, **guided
+    )
     t_ref = time.perf_counter() - t0
-    check = exact_ode_solution(prob, sched, x_T, T_START, T_END, rtol=CHECK_RTOL, atol=CHECK_RTOL,
-                               **guided)
+    check = exact_ode_solution(
+        prob, sched, x_T, T_START, T_END, rtol=CHECK_RTOL, atol=CHECK_RTOL, **guided
+    )
     t_check = time.perf_counter() - t0 - t_ref
     ref_err = float(np.max(np.abs(ref - check)))
-    log(f"reference: DOP853 rtol=atol={REF_RTOL:g} in {t_ref:.1f} s; max |difference| to "
-        f"rtol={CHECK_RTOL:g} ({t_check:.1f} s): {ref_err:.1e}; RMS |x_0| {np.sqrt(np.mean(ref**2)):.3f}")
+    log(
+        f"reference: DOP853 rtol=atol={REF_RTOL:g} in {t_ref:.1f} s; max |difference| to "
+        f"rtol={CHECK_RTOL:g} ({t_check:.1f} s): {ref_err:.1e}; RMS |x_0| {np.sqrt(np.mean(ref**2)):.3f}"
+    )
 
     if guided:
         model = dpm_jax.model_wrapper(
-            problems.noise_net(prob, sched), sched, model_type="noise",
-            guidance_type="classifier-free", condition=jnp.asarray(guided["log_weights"]),
+            problems.noise_net(prob, sched),
+            sched,
+            model_type="noise",
+            guidance_type="classifier-free",
+            condition=jnp.asarray(guided["log_weights"]),
             unconditional_condition=jnp.asarray(problems.uncond_log_weights(prob, batch)),
-            guidance_scale=spec.guidance)
+            guidance_scale=spec.guidance,
+        )
     else:
         model = dpm_jax.model_wrapper(problems.noise_net(prob, sched), sched, model_type="noise")
     x_dev = jnp.asarray(x_T, jnp.float64)
@@ -376,12 +416,23 @@ def run_problem(key: str, batch: int | None, log, solvers_dpm, black_boxes, self
     if self_check:  # the padded plans give what dpm_jax.sample gives
         diff = 0.0
         for solver in solvers_dpm:
-            x1 = dpm_jax.sample(model, x_dev, sched, steps=10, skip_type="logSNR",
-                                t_start=T_START, t_end=T_END, unroll=1, **solver.opts)
+            x1 = dpm_jax.sample(
+                model,
+                x_dev,
+                sched,
+                steps=10,
+                skip_type="logSNR",
+                t_start=T_START,
+                t_end=T_END,
+                unroll=1,
+                **solver.opts,
+            )
             x2, _ = dpm_jax.execute_plan(model, x_dev, plans[solver.label, 10, "logSNR"], unroll=1)
             diff = max(diff, float(jnp.max(jnp.abs(x1 - x2))))
-        log(f"self-check: padded plans vs dpm_jax.sample, NFE 10, logSNR, all solvers: "
-            f"max |difference| {diff:.1e} ({time.perf_counter() - t0:.1f} s)")
+        log(
+            f"self-check: padded plans vs dpm_jax.sample, NFE 10, logSNR, all solvers: "
+            f"max |difference| {diff:.1e} ({time.perf_counter() - t0:.1f} s)"
+        )
         t0 = time.perf_counter()
     for nfe in NFES:
         for solver in solvers_dpm:
@@ -401,7 +452,7 @@ def run_problem(key: str, batch: int | None, log, solvers_dpm, black_boxes, self
                 continue
             for grid in GRIDS:
                 ts = np.full(MAX_STEPS + 1, T_END)
-                ts[:steps + 1] = dpm_jax.time_grid(sched, grid, T_START, T_END, steps)
+                ts[: steps + 1] = dpm_jax.time_grid(sched, grid, T_START, T_END, steps)
                 x0 = solver.blackbox(model, x_dev, jnp.asarray(ts), steps)
                 record(solver.label, grid, nfe, x0, solver.extra + steps * solver.per_step)
     t_bb = time.perf_counter() - t0
@@ -411,18 +462,46 @@ def run_problem(key: str, batch: int | None, log, solvers_dpm, black_boxes, self
     for order in (2, 3):
         for alg in ("dpmsolver", "dpmsolver++"):
             for atol, rtol in ADAPTIVE_TOLS:
-                x0, info = dpm_jax.sample(model, x_dev, sched, method="adaptive", order=order,
-                                          algorithm_type=alg, atol=atol, rtol=rtol,
-                                          t_start=T_START, t_end=T_END, return_info=True)
+                x0, info = dpm_jax.sample(
+                    model,
+                    x_dev,
+                    sched,
+                    method="adaptive",
+                    order=order,
+                    algorithm_type=alg,
+                    atol=atol,
+                    rtol=rtol,
+                    t_start=T_START,
+                    t_end=T_END,
+                    return_info=True,
+                )
                 name = f"DPM-Solver{'++' if alg == 'dpmsolver++' else ''}-{order - 1}{order}"
-                adaptive.append(dict(label=name, atol=atol, rtol=rtol, nfe=int(info.nfe),
-                                     **metrics(x0, ref, data, ref_idx)))
+                adaptive.append(
+                    dict(
+                        label=name,
+                        atol=atol,
+                        rtol=rtol,
+                        nfe=int(info.nfe),
+                        **metrics(x0, ref, data, ref_idx),
+                    )
+                )
     t_ad = time.perf_counter() - t0
-    log(f"solvers: DPM-Solver fixed grids {t_dpm:.1f} s, black boxes {t_bb:.1f} s, "
-        f"adaptive {t_ad:.1f} s (compile included)")
-    return dict(key=key, spec=spec, batch=batch, results=results, used=used, adaptive=adaptive,
-                ref_err=ref_err, ref_rms=float(np.sqrt(np.mean(ref**2))), empirical=empirical,
-                labels=[s.label for s in solvers_dpm] + [s.label for s in black_boxes])
+    log(
+        f"solvers: DPM-Solver fixed grids {t_dpm:.1f} s, black boxes {t_bb:.1f} s, "
+        f"adaptive {t_ad:.1f} s (compile included)"
+    )
+    return dict(
+        key=key,
+        spec=spec,
+        batch=batch,
+        results=results,
+        used=used,
+        adaptive=adaptive,
+        ref_err=ref_err,
+        ref_rms=float(np.sqrt(np.mean(ref**2))),
+        empirical=empirical,
+        labels=[s.label for s in solvers_dpm] + [s.label for s in black_boxes],
+    )
 
 
 # --- reporting --------------------------------------------------------------------------
@@ -435,12 +514,12 @@ METRIC_TITLES = {
 METRIC_NOTES = {
     "rms": "The headline figure: sqrt(mean((x_0 - x_0^exact)^2)) over the batch and dimensions.",
     "median": "Each sample's RMS error over its dimensions, then the median over the batch: the "
-              "typical sample's error, insensitive to the few samples whose trajectory passes "
-              "near a boundary between modes and takes the other branch (those dominate the RMS "
-              "error at low NFE).",
+    "typical sample's error, insensitive to the few samples whose trajectory passes "
+    "near a boundary between modes and takes the other branch (those dominate the RMS "
+    "error at low NFE).",
     "other": "The share of the batch whose nearest training image differs from that of the exact "
-             "ODE solution: the sampler took another branch of the flow and made another image "
-             "(not a worse one).",
+    "ODE solution: the sampler took another branch of the flow and made another image "
+    "(not a worse one).",
 }
 
 
@@ -449,16 +528,21 @@ def _fmt(metric: str, v: float) -> str:
 
 
 def _best_grid(res, label, nfe, metric="rms"):
-    cands = [(res["results"][label, g, nfe][metric], g) for g in GRIDS
-             if (label, g, nfe) in res["results"]]
+    cands = [
+        (res["results"][label, g, nfe][metric], g)
+        for g in GRIDS
+        if (label, g, nfe) in res["results"]
+    ]
     return min(cands) if cands else None
 
 
 def _table(res, metric, w):
     results, used = res["results"], res["used"]
-    w(f"\n## {METRIC_TITLES[metric]}\n\n{METRIC_NOTES[metric]} Bold: the smallest in the column. "
-      "Black boxes: the NFE actually used in parentheses when whole steps do not fill the "
-      "budget; \"-\": not one step fits.\n\n")
+    w(
+        f"\n## {METRIC_TITLES[metric]}\n\n{METRIC_NOTES[metric]} Bold: the smallest in the column. "
+        "Black boxes: the NFE actually used in parentheses when whole steps do not fill the "
+        'budget; "-": not one step fits.\n\n'
+    )
     w("| solver | grid | " + " | ".join(str(n) for n in NFES) + " |\n")
     w("|---|---|" + "---:|" * len(NFES) + "\n")
     best = {n: min(v[metric] for (_, _, m), v in results.items() if m == n) for n in NFES}
@@ -483,22 +567,37 @@ def markdown(res) -> str:
     out = io.StringIO()
     w = out.write
     w(f"# Quality: {res['key']}\n\n")
-    w(f"{spec.title}. Batch {res['batch']} (x_T seed {spec.seed}), `vp_linear` schedule, "
-      f"t = {T_START:g} -> {T_END:g}, float64. Errors of x_0 against the exact ODE "
-      f"solution from the same x_T (DOP853, rtol = atol = {REF_RTOL:g}; its largest "
-      f"difference to a {CHECK_RTOL:g} solution: {res['ref_err']:.1e}; RMS of the exact x_0: "
-      f"{res['ref_rms']:.3f}). Written by `benchmarks/quality.py`; see its docstring for "
-      "the solvers, and `quality_log.txt` for the machine and the run time.\n")
+    w(
+        f"{spec.title}. Batch {res['batch']} (x_T seed {spec.seed}), `vp_linear` schedule, "
+        f"t = {T_START:g} -> {T_END:g}, float64. Errors of x_0 against the exact ODE "
+        f"solution from the same x_T (DOP853, rtol = atol = {REF_RTOL:g}; its largest "
+        f"difference to a {CHECK_RTOL:g} solution: {res['ref_err']:.1e}; RMS of the exact x_0: "
+        f"{res['ref_rms']:.3f}). Written by `benchmarks/quality.py`; see its docstring for "
+        "the solvers, and `quality_log.txt` for the machine and the run time.\n"
+    )
 
     w("\n## Head to head: DPM-Solver++(2M) and (3M) against DDIM and the black boxes\n\n")
-    w("Each solver on its better grid for that figure and NFE (named); \"x\": its figure divided "
-      "by DPM-Solver++(2M)'s (> 1: DPM-Solver++(2M) is better, < 1: the other solver is).\n")
-    rows = ["DPM-Solver++(2M)", "DPM-Solver++(3M)", "DPM-Solver++(3M) 3rd-ord.", "UniPC-2 (bh2)",
-            "UniPC-3 (bh2)", "DDIM", "Heun (dx/dt)", "RK4 (dx/dt)", "Tsit5 (dx/dt, diffrax)",
-            "Heun (EDM, dy/drho)"]
+    w(
+        'Each solver on its better grid for that figure and NFE (named); "x": its figure divided '
+        "by DPM-Solver++(2M)'s (> 1: DPM-Solver++(2M) is better, < 1: the other solver is).\n"
+    )
+    rows = [
+        "DPM-Solver++(2M)",
+        "DPM-Solver++(3M)",
+        "DPM-Solver++(3M) 3rd-ord.",
+        "UniPC-2 (bh2)",
+        "UniPC-3 (bh2)",
+        "DDIM",
+        "Heun (dx/dt)",
+        "RK4 (dx/dt)",
+        "Tsit5 (dx/dt, diffrax)",
+        "Heun (EDM, dy/drho)",
+    ]
     for metric in metric_names:
-        w(f"\n{ {'rms': 'RMS error', 'median': 'Median per-sample error', 'other': 'Other image'}[metric] }:"
-          "\n\n| solver | " + " | ".join(f"NFE {n}" for n in HEAD_TO_HEAD_NFES) + " |\n")
+        w(
+            f"\n{ {'rms': 'RMS error', 'median': 'Median per-sample error', 'other': 'Other image'}[metric] }:"
+            "\n\n| solver | " + " | ".join(f"NFE {n}" for n in HEAD_TO_HEAD_NFES) + " |\n"
+        )
         w("|---|" + "---|" * len(HEAD_TO_HEAD_NFES) + "\n")
         for label in rows:
             if label not in res["labels"]:
@@ -521,13 +620,19 @@ def markdown(res) -> str:
         _table(res, metric, w)
 
     w("\n## Adaptive DPM-Solver-12/23 (the solver picks the NFE)\n\n")
-    w("| solver | atol | rtol | NFE | RMS error | median error |"
-      + (" other image |" if res["empirical"] else "") + "\n")
+    w(
+        "| solver | atol | rtol | NFE | RMS error | median error |"
+        + (" other image |" if res["empirical"] else "")
+        + "\n"
+    )
     w("|---|---:|---:|---:|---:|---:|" + ("---:|" if res["empirical"] else "") + "\n")
     for row in res["adaptive"]:
-        w(f"| {row['label']} | {row['atol']:g} | {row['rtol']:g} | {row['nfe']} | "
-          f"{_fmt('rms', row['rms'])} | {_fmt('median', row['median'])} |"
-          + (f" {_fmt('other', row['other'])} |" if res["empirical"] else "") + "\n")
+        w(
+            f"| {row['label']} | {row['atol']:g} | {row['rtol']:g} | {row['nfe']} | "
+            f"{_fmt('rms', row['rms'])} | {_fmt('median', row['median'])} |"
+            + (f" {_fmt('other', row['other'])} |" if res["empirical"] else "")
+            + "\n"
+        )
     return out.getvalue()
 
 
@@ -539,31 +644,48 @@ def plot(res, path):
 
     styles = {
         "DDIM": ("k", "-", "o"),
-        "DPM-Solver-2S": ("tab:blue", "--", "s"), "DPM-Solver-3S": ("tab:green", "--", "s"),
-        "DPM-Solver-2M": ("tab:blue", ":", "^"), "DPM-Solver-3M": ("tab:green", ":", "^"),
+        "DPM-Solver-2S": ("tab:blue", "--", "s"),
+        "DPM-Solver-3S": ("tab:green", "--", "s"),
+        "DPM-Solver-2M": ("tab:blue", ":", "^"),
+        "DPM-Solver-3M": ("tab:green", ":", "^"),
         "DPM-Solver-3M 3rd-ord.": ("tab:olive", ":", "^"),
-        "DPM-Solver++(2S)": ("tab:orange", "--", "s"), "DPM-Solver++(3S)": ("tab:red", "--", "s"),
-        "DPM-Solver++(2M)": ("tab:orange", "-", "^"), "DPM-Solver++(3M)": ("tab:red", "-", "^"),
+        "DPM-Solver++(2S)": ("tab:orange", "--", "s"),
+        "DPM-Solver++(3S)": ("tab:red", "--", "s"),
+        "DPM-Solver++(2M)": ("tab:orange", "-", "^"),
+        "DPM-Solver++(3M)": ("tab:red", "-", "^"),
         "DPM-Solver++(3M) 3rd-ord.": ("tab:purple", "-", "^"),
-        "UniPC-2 (bh2)": ("darkcyan", "-", "v"), "UniPC-3 (bh2)": ("m", "-", "v"),
-        "Heun (dx/dt)": ("0.45", "-.", "x"), "RK4 (dx/dt)": ("0.45", "-.", "+"),
-        "Tsit5 (dx/dt, diffrax)": ("0.45", "-.", "d"), "Heun (EDM, dy/drho)": ("tab:brown", "-.", "x"),
+        "UniPC-2 (bh2)": ("darkcyan", "-", "v"),
+        "UniPC-3 (bh2)": ("m", "-", "v"),
+        "Heun (dx/dt)": ("0.45", "-.", "x"),
+        "RK4 (dx/dt)": ("0.45", "-.", "+"),
+        "Tsit5 (dx/dt, diffrax)": ("0.45", "-.", "d"),
+        "Heun (EDM, dy/drho)": ("tab:brown", "-.", "x"),
     }
     ylabels = {"rms": "RMS error", "median": "median per-sample error"}
     fig, axes = plt.subplots(2, 2, figsize=(12, 7.6), sharex=True, sharey="row")
     for i, metric in enumerate(("rms", "median")):
         for ax, grid in zip(axes[i], GRIDS):
             for label in res["labels"]:
-                pts = [(res["used"][label, grid, n], res["results"][label, grid, n][metric])
-                       for n in NFES if (label, grid, n) in res["results"]]
+                pts = [
+                    (res["used"][label, grid, n], res["results"][label, grid, n][metric])
+                    for n in NFES
+                    if (label, grid, n) in res["results"]
+                ]
                 if not pts:
                     continue
                 c, ls, m = styles.get(label, ("0.2", "-", "."))
                 ax.plot(*zip(*pts), color=c, ls=ls, marker=m, ms=3.5, lw=1.1, label=label)
             for row in res["adaptive"]:
                 c = "tab:cyan" if "++" in row["label"] else "tab:pink"
-                ax.plot(row["nfe"], row[metric], "*" if row["label"].endswith("23") else "p",
-                        color=c, ms=7, mec="k", mew=0.4)
+                ax.plot(
+                    row["nfe"],
+                    row[metric],
+                    "*" if row["label"].endswith("23") else "p",
+                    color=c,
+                    ms=7,
+                    mec="k",
+                    mew=0.4,
+                )
             ax.set_xscale("log")
             ax.set_yscale("log")
             lo = min(v[metric] for v in res["results"].values())
@@ -580,11 +702,21 @@ def plot(res, path):
         axes[i][0].set_ylabel(f"{ylabels[metric]} vs exact ODE solution")
     for kind, c in (("", "tab:pink"), ("++", "tab:cyan")):
         for order, mk in (("12", "p"), ("23", "*")):
-            axes[0][1].plot([], [], mk, color=c, mec="k", mew=0.4, ms=7,
-                            label=f"adaptive DPM-Solver{kind}-{order}")
+            axes[0][1].plot(
+                [],
+                [],
+                mk,
+                color=c,
+                mec="k",
+                mew=0.4,
+                ms=7,
+                label=f"adaptive DPM-Solver{kind}-{order}",
+            )
     axes[0][1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    fig.suptitle(f"{res['key']}: {res['spec'].title.split(':')[0]} (errors above 10 are off the "
-                 "chart)", fontsize=10)
+    fig.suptitle(
+        f"{res['key']}: {res['spec'].title.split(':')[0]} (errors above 10 are off the chart)",
+        fontsize=10,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=72)
     plt.close(fig)
@@ -631,7 +763,9 @@ def main(argv=None):
     log(f"jax backend: {jax.default_backend()}, devices: {jax.devices()}")
     black_boxes = list(BLACK_BOXES)
     if diffrax is None:
-        log("NOTICE: diffrax is not installed: the Tsit5 baseline is skipped (pip install diffrax).")
+        log(
+            "NOTICE: diffrax is not installed: the Tsit5 baseline is skipped (pip install diffrax)."
+        )
         black_boxes = [b for b in black_boxes if b.blackbox is not _tsit5]
     solvers = list(DPM_SOLVERS)
     for label, opts in OPTIONAL_SOLVERS:
@@ -642,8 +776,9 @@ def main(argv=None):
 
     for key in args.problems:
         t0 = time.perf_counter()
-        res = run_problem(key, args.batch, log, solvers, black_boxes,
-                          self_check=key == args.problems[0])
+        res = run_problem(
+            key, args.batch, log, solvers, black_boxes, self_check=key == args.problems[0]
+        )
         md = markdown(res)
         with open(os.path.join(args.out, f"quality_{key}.md"), "w") as f:
             f.write(md)

@@ -76,7 +76,9 @@ class ConvNet(nn.Module):
     @nn.compact
     def __call__(self, x, t_input):
         t = jnp.broadcast_to(jnp.asarray(t_input, x.dtype), x.shape[:1])
-        freqs = jnp.exp(-jnp.log(1e4) * jnp.arange(self.width // 2, dtype=x.dtype) / (self.width // 2))
+        freqs = jnp.exp(
+            -jnp.log(1e4) * jnp.arange(self.width // 2, dtype=x.dtype) / (self.width // 2)
+        )
         emb = jnp.concatenate([jnp.sin(t[:, None] * freqs), jnp.cos(t[:, None] * freqs)], -1)
         emb = nn.Dense(self.width)(emb)
         h = nn.silu(nn.Conv(self.width, (3, 3))(x) + emb[:, None, None, :])
@@ -191,7 +193,19 @@ def bench_speed(models, nfes, repeats):
                 ms = statistics.median(times[label])
                 ratio_min = min(times[label]) / floor_min
                 body = f"{ops[label][0]} copies + {ops[label][1]} fusions" if ops[label] else "?"
-                rows.append((name, nfe, label, floor * 1e3, ms * 1e3, ms / floor, ratio_min, made[label], body))
+                rows.append(
+                    (
+                        name,
+                        nfe,
+                        label,
+                        floor * 1e3,
+                        ms * 1e3,
+                        ms / floor,
+                        ratio_min,
+                        made[label],
+                        body,
+                    )
+                )
                 print(
                     f"  {name:<12} {nfe:>3} NFE  {label:<11} floor {floor * 1e3:9.2f} ms  "
                     f"sample {ms * 1e3:9.2f} ms  ratio {ms / floor:5.3f} (of minima {ratio_min:5.3f})  "
@@ -211,11 +225,15 @@ def bench_compile(models, steps_list=(12, 120), repeats=7):
     out = {}
     for name, net, params, x in models:
         sched = schedules.discrete(betas=np.linspace(1e-4, 0.02, 1000))
-        compile_time(sample_fn(net, sched, 5, SOLVERS["++2M (ms2)"]), params, x)  # warm-up, not counted
+        compile_time(
+            sample_fn(net, sched, 5, SOLVERS["++2M (ms2)"]), params, x
+        )  # warm-up, not counted
         times = {s: [] for s in steps_list}
         for _ in range(repeats):
             for s in steps_list:  # a fresh function every time: trace, lower and compile anew
-                times[s].append(compile_time(sample_fn(net, sched, s, SOLVERS["++2M (ms2)"]), params, x)[0])
+                times[s].append(
+                    compile_time(sample_fn(net, sched, s, SOLVERS["++2M (ms2)"]), params, x)[0]
+                )
         out[name] = {s: (statistics.median(v), min(v)) for s, v in times.items()}
     return out
 
@@ -223,14 +241,20 @@ def bench_compile(models, steps_list=(12, 120), repeats=7):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="20 NFE only, 5 repeats")
-    parser.add_argument("--repeats", type=int, default=None, help="timed runs per program (default 11)")
+    parser.add_argument(
+        "--repeats", type=int, default=None, help="timed runs per program (default 11)"
+    )
     args = parser.parse_args(argv)
     nfes = (20,) if args.quick else (10, 20, 50)
     repeats = args.repeats or (5 if args.quick else 11)
 
     dev = jax.devices()[0]
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}")
-    print(f"jax {jax.__version__}, device {dev.platform}: {dev.device_kind}, python {platform.python_version()}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}"
+    )
+    print(
+        f"jax {jax.__version__}, device {dev.platform}: {dev.device_kind}, python {platform.python_version()}"
+    )
     print(f"median of {repeats} interleaved runs, steady state after compile; times in ms")
     print("targets are judged on medians; the ratio of minima is printed beside them")
     models = make_models()
@@ -251,8 +275,12 @@ def main(argv=None):
     )
     print("|---|---:|---|---:|---:|---:|---:|---:|---|")
     for name, nfe, label, floor, ms, ratio, ratio_min, made, body in rows:
-        print(f"| {name} | {nfe} | {label} | {floor:.2f} | {ms:.2f} | {ratio:.3f} | {ratio_min:.3f} | {made} | {body} |")
-    print("\n| model | compile 12 steps (s), median / min | compile 120 steps (s), median / min | ratio of medians | ratio of minima |")
+        print(
+            f"| {name} | {nfe} | {label} | {floor:.2f} | {ms:.2f} | {ratio:.3f} | {ratio_min:.3f} | {made} | {body} |"
+        )
+    print(
+        "\n| model | compile 12 steps (s), median / min | compile 120 steps (s), median / min | ratio of medians | ratio of minima |"
+    )
     print("|---|---:|---:|---:|---:|")
     for name, c in comp.items():
         print(
@@ -267,7 +295,9 @@ def main(argv=None):
         if r:
             ok = r[0][5] <= limit  # judged on the ratio of medians
             ok_all &= ok
-            print(f"- {name}, DPM-Solver++(2M), 20 NFE: sample/floor {r[0][5]:.3f} <= {limit}: {'PASS' if ok else 'FAIL'}")
+            print(
+                f"- {name}, DPM-Solver++(2M), 20 NFE: sample/floor {r[0][5]:.3f} <= {limit}: {'PASS' if ok else 'FAIL'}"
+            )
     for name, c in comp.items():
         ratio, ratio_min = c[120][0] / c[12][0], c[120][1] / c[12][1]
         ok = ratio <= COMPILE_TARGET

@@ -47,8 +47,14 @@ def child(n_devices: int, batch: int, repeats: int) -> dict:
         fn(x).block_until_ready()
         times.append(time.perf_counter() - t0)
     med = float(np.median(times))
-    return dict(devices=n_devices, platform=jax.devices()[0].platform, batch=batch,
-                first_call_s=compile_s, median_s=med, samples_per_s=batch / med)
+    return dict(
+        devices=n_devices,
+        platform=jax.devices()[0].platform,
+        batch=batch,
+        first_call_s=compile_s,
+        median_s=med,
+        samples_per_s=batch / med,
+    )
 
 
 def main(argv=None) -> None:
@@ -63,19 +69,36 @@ def main(argv=None) -> None:
         return
     import jax
 
-    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs; jax {jax.__version__}; "
-          f"DPM-Solver++(2M), 20 NFE, 16-D GMM noise predictor, float32, batch {args.batch}")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} CPUs; jax {jax.__version__}; "
+        f"DPM-Solver++(2M), 20 NFE, 16-D GMM noise predictor, float32, batch {args.batch}"
+    )
     print("| devices | platform | first call (s) | median (s) | samples/s | vs 1 device |")
     print("|---:|---|---:|---:|---:|---:|")
     base = None
     for n in args.devices:
-        out = subprocess.run([sys.executable, __file__, "--child", str(n), "--batch", str(args.batch),
-                              "--repeats", str(args.repeats)], capture_output=True, text=True,
-                             check=True).stdout
+        out = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--child",
+                str(n),
+                "--batch",
+                str(args.batch),
+                "--repeats",
+                str(args.repeats),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         r = json.loads(out.strip().splitlines()[-1])
         base = base or r["samples_per_s"]
-        print(f"| {n} | {r['platform']} | {r['first_call_s']:.2f} | {r['median_s']:.4f} | "
-              f"{r['samples_per_s']:.0f} | {r['samples_per_s'] / base:.2f} |", flush=True)
+        print(
+            f"| {n} | {r['platform']} | {r['first_call_s']:.2f} | {r['median_s']:.4f} | "
+            f"{r['samples_per_s']:.0f} | {r['samples_per_s'] / base:.2f} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

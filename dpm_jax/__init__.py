@@ -12,17 +12,16 @@ solutions are in :mod:`dpm_jax.testing`, the bundled digits model in :mod:`dpm_j
 ['DiffusersSetup', 'Plan', 'SampleInfo']
 """
 
-from dpm_jax import schedules
+from dpm_jax import plan, problems, schedules, sharding
 from dpm_jax._corrections import dynamic_thresholding
 from dpm_jax._executor import SampleInfo, execute_plan
 from dpm_jax._model import WrappedModel, model_wrapper
 from dpm_jax._options import SolverOptions
 from dpm_jax._sample import inverse, sample
-from dpm_jax.plan import Plan, build_plan, grid_nodes, time_grid
-from dpm_jax import plan, problems, sharding  # noqa: E402  (sharding imports _sample)
 from dpm_jax.diffusers import DiffusersSetup, from_diffusers_config
+from dpm_jax.plan import Plan, build_plan, grid_nodes, time_grid
 
-__version__ = "0.1.0"
+__version__ = "0.2.0.dev0"
 
 __all__ = [
     "DiffusersSetup",

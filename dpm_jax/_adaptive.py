@@ -55,8 +55,12 @@ def _stage_tables(schedule, data: bool, order: int, solver_type: str, s, t, dtyp
     idx = {"s": 0, "1": 1, "2": 2}
 
     def vec(lin):
-        return jnp.stack([jnp.broadcast_to(jnp.asarray(lin.get(k, 0.0), dtype), jnp.shape(s))
-                          for k in list(idx)[:order]])
+        return jnp.stack(
+            [
+                jnp.broadcast_to(jnp.asarray(lin.get(k, 0.0), dtype), jnp.shape(s))
+                for k in list(idx)[:order]
+            ]
+        )
 
     a1, l1 = C.first_order(data, ps, pts[1], h=r[0] * h)
     mids = [(a1, l1)]
@@ -73,17 +77,31 @@ def _stage_tables(schedule, data: bool, order: int, solver_type: str, s, t, dtyp
         higher = C.singlestep_3(data, ps, pt, r[0], r[1], solver_type)
     lower = (jnp.asarray(lower[0], dtype), vec(lower[1]))
     higher = (jnp.asarray(higher[0], dtype), vec(higher[1]))
-    times = jnp.stack([jnp.broadcast_to(jnp.asarray(ti, dtype), jnp.shape(s)) for ti in times])
-    return times, A, B, lower, higher
+    stage_times = jnp.stack(
+        [jnp.broadcast_to(jnp.asarray(ti, dtype), jnp.shape(s)) for ti in times]
+    )
+    return stage_times, A, B, lower, higher
 
 
 def _expand(a, x):
     return a.reshape(a.shape + (1,) * (x.ndim - a.ndim))
 
 
-def adaptive_sample(model, x, schedule, corr_params, tols, *, algorithm_type: str, order: int,
-                    solver_type: str, corrector, denoise_to_zero: bool, error_norm: str = "batch",
-                    batch_axis=None):
+def adaptive_sample(
+    model,
+    x,
+    schedule,
+    corr_params,
+    tols,
+    *,
+    algorithm_type: str,
+    order: int,
+    solver_type: str,
+    corrector,
+    denoise_to_zero: bool,
+    error_norm: str = "batch",
+    batch_axis=None,
+):
     """Runs DPM-Solver-12/23 from tols = (t_start, t_end, atol, rtol); returns (x, nfe).
 
     Times and step sizes are per sample, shape (B,). With ``error_norm="batch"``
@@ -169,8 +187,16 @@ def adaptive_sample(model, x, schedule, corr_params, tols, *, algorithm_type: st
 
 adaptive_sample_jit = jax.jit(
     adaptive_sample,
-    static_argnames=("schedule", "algorithm_type", "order", "solver_type", "corrector",
-                     "denoise_to_zero", "error_norm", "batch_axis"),
+    static_argnames=(
+        "schedule",
+        "algorithm_type",
+        "order",
+        "solver_type",
+        "corrector",
+        "denoise_to_zero",
+        "error_norm",
+        "batch_axis",
+    ),
 )
 
 
@@ -180,19 +206,32 @@ def run(model, x, schedule, options, direction: str, batch_axis=None):
     t_start, t_end = _checks.check_times(schedule, options.t_start, options.t_end, direction)
     lams = [float(schedule.marginal_lambda(np.float64(t))) for t in (t_start, t_end)]
     if not all(np.isfinite(lams)):
-        raise ValueError("method='adaptive' needs a finite half log-SNR at t_start and t_end "
-                         f"(got {lams[0]} and {lams[1]}: alpha = 0 or sigma = 0 there); move "
-                         "t_start/t_end inside the schedule or use a fixed grid.")
+        raise ValueError(
+            "method='adaptive' needs a finite half log-SNR at t_start and t_end "
+            f"(got {lams[0]} and {lams[1]}: alpha = 0 or sigma = 0 there); move "
+            "t_start/t_end inside the schedule or use a fixed grid."
+        )
     model = as_model(model)
     if isinstance(model, WrappedModel):
         model.check_batch(x)
-    corrector, corr_params = make_corrector(options.correcting_x0_fn, options.thresholding_max_val,
-                                            options.dynamic_thresholding_ratio)
+    corrector, corr_params = make_corrector(
+        options.correcting_x0_fn, options.thresholding_max_val, options.dynamic_thresholding_ratio
+    )
     x = jnp.asarray(x)
     tols = (t_start, t_end, options.atol, options.rtol)
     fn = adaptive_sample if is_traced(x, model, corr_params, tols) else adaptive_sample_jit
-    x_out, nfe = fn(model, x, schedule, corr_params, tols, algorithm_type=options.algorithm_type,
-                    order=options.order, solver_type=options.solver_type, corrector=corrector,
-                    denoise_to_zero=options.denoise_to_zero, error_norm=options.error_norm,
-                    batch_axis=batch_axis)
+    x_out, nfe = fn(
+        model,
+        x,
+        schedule,
+        corr_params,
+        tols,
+        algorithm_type=options.algorithm_type,
+        order=options.order,
+        solver_type=options.solver_type,
+        corrector=corrector,
+        denoise_to_zero=options.denoise_to_zero,
+        error_norm=options.error_norm,
+        batch_axis=batch_axis,
+    )
     return x_out, SampleInfo(nfe=nfe)

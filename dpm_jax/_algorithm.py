@@ -26,9 +26,13 @@ class Algorithm(NamedTuple):
 
 
 ALGORITHMS: dict[str, Algorithm] = {
-    a.name: a for a in (Algorithm("dpmsolver", False, False), Algorithm("dpmsolver++", True, False),
-                        Algorithm("sde-dpmsolver", False, True),
-                        Algorithm("sde-dpmsolver++", True, True))
+    a.name: a
+    for a in (
+        Algorithm("dpmsolver", False, False),
+        Algorithm("dpmsolver++", True, False),
+        Algorithm("sde-dpmsolver", False, True),
+        Algorithm("sde-dpmsolver++", True, True),
+    )
 }
 
 

@@ -69,22 +69,30 @@ def check_times(schedule, t_start, t_end, direction: str | None):
     out = []
     for name, v in (("t_start", t_start), ("t_end", t_end)):
         if isinstance(v, jax.core.Tracer):
-            raise TypeError(f"`{name}` must be a concrete number (it sets the plan on the host), "
-                            "got a traced value; build the plan outside jit.")
+            raise TypeError(
+                f"`{name}` must be a concrete number (it sets the plan on the host), "
+                "got a traced value; build the plan outside jit."
+            )
         try:
             v = float(v)
         except (TypeError, ValueError):
             raise TypeError(f"`{name}` must be a number, got {type(v).__name__}.") from None
         lo = "[1/N, T]" if schedule.is_discrete else "[0, T]"
         if not np.isfinite(v) or v > schedule.T * (1 + 1e-12) or v < t_min * (1 - 1e-12) or v < 0:
-            raise ValueError(f"`{name}` must lie in the schedule's time range {lo} = "
-                             f"[{t_min:g}, {schedule.T:g}], got {v!r}.")
+            raise ValueError(
+                f"`{name}` must lie in the schedule's time range {lo} = "
+                f"[{t_min:g}, {schedule.T:g}], got {v!r}."
+            )
         out.append(v)
     t_start, t_end = out
     if direction == "down" and not t_end < t_start:
-        raise ValueError(f"`t_end` must be < `t_start` for sampling, got t_start={t_start}, t_end={t_end}.")
+        raise ValueError(
+            f"`t_end` must be < `t_start` for sampling, got t_start={t_start}, t_end={t_end}."
+        )
     if direction == "up" and not t_start < t_end:
-        raise ValueError(f"`t_start` must be < `t_end` for inversion, got t_start={t_start}, t_end={t_end}.")
+        raise ValueError(
+            f"`t_start` must be < `t_end` for inversion, got t_start={t_start}, t_end={t_end}."
+        )
     if t_start == t_end:
         raise ValueError(f"`t_start` and `t_end` must differ, both are {t_start}.")
     return t_start, t_end
@@ -99,10 +107,12 @@ def check_state(name: str, x) -> None:
     if len(x.shape) < 1:
         raise ValueError(f"`{name}` must have a leading batch axis, got shape {tuple(x.shape)}.")
     if jnp.dtype(x.dtype).itemsize < 4:
-        raise ValueError(f"`{name}` has dtype {x.dtype}: the solver state must be float32 or float64 "
-                         "(16-bit states lose the small differences between steps). Keep the state "
-                         "in float32 and run the network in low precision with "
-                         "model_wrapper(..., model_dtype=jnp.bfloat16).")
+        raise ValueError(
+            f"`{name}` has dtype {x.dtype}: the solver state must be float32 or float64 "
+            "(16-bit states lose the small differences between steps). Keep the state "
+            "in float32 and run the network in low precision with "
+            "model_wrapper(..., model_dtype=jnp.bfloat16)."
+        )
 
 
 def check_corrector(correcting_x0_fn, thresholding_max_val, dynamic_thresholding_ratio) -> None:
@@ -111,8 +121,10 @@ def check_corrector(correcting_x0_fn, thresholding_max_val, dynamic_thresholding
     elif isinstance(correcting_x0_fn, str):
         check_choice("correcting_x0_fn", correcting_x0_fn, ("dynamic_thresholding",))
     else:
-        raise TypeError("`correcting_x0_fn` must be None, 'dynamic_thresholding' or a function "
-                        f"f(x0, t) -> x0, got {type(correcting_x0_fn).__name__}.")
+        raise TypeError(
+            "`correcting_x0_fn` must be None, 'dynamic_thresholding' or a function "
+            f"f(x0, t) -> x0, got {type(correcting_x0_fn).__name__}."
+        )
     if correcting_x0_fn == "dynamic_thresholding":
         check_positive("thresholding_max_val", thresholding_max_val)
         check_positive("dynamic_thresholding_ratio", dynamic_thresholding_ratio, upper=1.0)

@@ -263,7 +263,7 @@ def unipc(data: bool, pts: list, t: Point, variant: str, corrector: bool):
     elif (not corrector and p == 2) or (corrector and p == 1):
         rhos = [0.5]
     else:
-        r_mat = np.array([[rk ** i for rk in rks] for i in range(n)])
+        r_mat = np.array([[rk**i for rk in rks] for i in range(n)])
         rhos = list(np.linalg.solve(r_mat, np.array(b)))
     corr: Lin = {}
     for rho, rk, key in zip(rhos, rks, keys):

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -42,9 +43,11 @@ def make_model_fn(model, algorithm_type: str, corrector: Callable | None, corr_p
     models are exact at alpha = 0; a plain function's eps gives x0 = (x - sigma eps) / alpha)."""
     data = algorithm(algorithm_type).data
     if isinstance(model, WrappedModel):
+
         def predict(x, t, t_input, alpha, sigma):
             return model.predict(x, t, t_input, alpha, sigma, data).astype(x.dtype)
     else:
+
         def predict(x, t, t_input, alpha, sigma):
             eps = model(x, jnp.broadcast_to(t, (x.shape[0],))).astype(x.dtype)
             if not data:
@@ -70,7 +73,7 @@ def _standard_normal(key, i, x):
     typed = jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
     if key.ndim == (0 if typed else 1):
         return jax.random.normal(jax.random.fold_in(key, i), x.shape, x.dtype)
-    draw = lambda k: jax.random.normal(jax.random.fold_in(k, i), x.shape[1:], x.dtype)  # noqa: E731
+    draw = lambda k: jax.random.normal(jax.random.fold_in(k, i), x.shape[1:], x.dtype)
     return jax.vmap(draw)(key)
 
 
@@ -96,8 +99,9 @@ def _row_body(model_fn, w: int, return_intermediate: bool, progress=None, key=No
             x_next = x_next + row["nc"] * _standard_normal(key, row["i"], x_i)
         if w > 1:
             x_next = x_next + partial[0]
-            partial = tuple(row["mc"][j] * m + (partial[j] if j < w - 1 else 0.0)
-                            for j in range(1, w))
+            partial = tuple(
+                row["mc"][j] * m + (partial[j] if j < w - 1 else 0.0) for j in range(1, w)
+            )
         return (x_next, partial), (x_next if return_intermediate else None)
 
     return body
@@ -117,9 +121,20 @@ def _is_cheap(closed_jaxpr) -> bool:
     return True
 
 
-def _execute(model, x, plan: Plan, corr_params, *, corrector, return_intermediate: bool,
-             unroll="auto", remat: bool = False, progress: bool = False, shard_axis=None,
-             key=None):
+def _execute(
+    model,
+    x,
+    plan: Plan,
+    corr_params,
+    *,
+    corrector,
+    return_intermediate: bool,
+    unroll="auto",
+    remat: bool = False,
+    progress: bool = False,
+    shard_axis=None,
+    key=None,
+):
     """One ``lax.scan`` over the plan's rows (see ``_row_body``); the model is traced once.
 
     ``unroll="auto"`` unrolls two rows per loop iteration when the model is
@@ -133,12 +148,23 @@ def _execute(model, x, plan: Plan, corr_params, *, corrector, return_intermediat
     w, r = plan.window, plan.nfe
     m_coef = jnp.asarray(plan.m_coef)
     ahead = [jnp.concatenate([m_coef[j:, j], jnp.zeros((j,), m_coef.dtype)]) for j in range(w)]
-    rows = dict(t=plan.t, t_input=plan.t_input, alpha=plan.alpha, sigma=plan.sigma,
-                xc=plan.x_coef, mc=jnp.stack([m_coef[:, 0]] + ahead[1:], axis=1))
+    rows = dict(
+        t=plan.t,
+        t_input=plan.t_input,
+        alpha=plan.alpha,
+        sigma=plan.sigma,
+        xc=plan.x_coef,
+        mc=jnp.stack([m_coef[:, 0]] + ahead[1:], axis=1),
+    )
     if plan.stochastic:
         rows.update(nc=plan.noise_coef, i=jnp.arange(r, dtype=jnp.uint32))
-    body = _row_body(model_fn, w, return_intermediate, (r, shard_axis) if progress else None,
-                     key if plan.stochastic else None)
+    body = _row_body(
+        model_fn,
+        w,
+        return_intermediate,
+        (r, shard_axis) if progress else None,
+        key if plan.stochastic else None,
+    )
     init = (x, tuple(jnp.zeros_like(x) for _ in range(w - 1)))
     row0 = jax.tree_util.tree_map(lambda a: a[0], rows)
     closed, out_shape = jax.make_jaxpr(body, return_shape=True)(init, row0)  # the only trace
@@ -168,21 +194,34 @@ def _execute(model, x, plan: Plan, corr_params, *, corrector, return_intermediat
     return x_out, inter
 
 
-_execute_jit = jax.jit(_execute, static_argnames=("corrector", "return_intermediate", "unroll",
-                                                  "remat", "progress", "shard_axis"))
+_execute_jit = jax.jit(
+    _execute,
+    static_argnames=(
+        "corrector",
+        "return_intermediate",
+        "unroll",
+        "remat",
+        "progress",
+        "shard_axis",
+    ),
+)
 
 
 def _check_key(key, plan, x):
     """A stochastic plan needs a PRNG key: one for the batch, or one per sample."""
     if key is None:
-        raise ValueError(f"algorithm_type={plan.algorithm_type!r} is stochastic: pass a PRNG key, "
-                         "sample(..., key=jax.random.key(0)) (or one key per sample, shape (B,)).")
+        raise ValueError(
+            f"algorithm_type={plan.algorithm_type!r} is stochastic: pass a PRNG key, "
+            "sample(..., key=jax.random.key(0)) (or one key per sample, shape (B,))."
+        )
     key = jnp.asarray(key) if not isinstance(key, jax.Array) else key
     typed = jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
     single, batched = ((), (x.shape[0],)) if typed else ((2,), (x.shape[0], 2))
     if not typed and key.dtype != jnp.uint32 or key.shape not in (single, batched):
-        raise ValueError(f"`key` must be a PRNG key (jax.random.key) or a batch of {x.shape[0]} keys, "
-                         f"got dtype {key.dtype} and shape {key.shape}.")
+        raise ValueError(
+            f"`key` must be a PRNG key (jax.random.key) or a batch of {x.shape[0]} keys, "
+            f"got dtype {key.dtype} and shape {key.shape}."
+        )
     return key
 
 
@@ -196,8 +235,10 @@ def as_model(model):
     if isinstance(model, WrappedModel):
         return model
     if not callable(model):
-        raise TypeError(f"`model` must be a callable model(x, t) -> eps (e.g. from "
-                        f"dpm_jax.model_wrapper), got {type(model).__name__}.")
+        raise TypeError(
+            f"`model` must be a callable model(x, t) -> eps (e.g. from "
+            f"dpm_jax.model_wrapper), got {type(model).__name__}."
+        )
     return jax.tree_util.Partial(model)
 
 
@@ -212,18 +253,24 @@ def _check_alpha_zero(model, plan: Plan) -> None:
         return
     kind = model.model_type if isinstance(model, WrappedModel) else "noise"
     if kind in ("noise", "score"):
-        raise ValueError(f"This plan evaluates the model at alpha = 0 (pure noise), where a "
-                         f"{kind} prediction determines no x0 (eps = x_T there). Wrap a v-, x0- or "
-                         "flow-prediction network with dpm_jax.model_wrapper(..., model_type="
-                         "'v' / 'x_start' / 'flow'), or start at t_start < T.")
+        raise ValueError(
+            f"This plan evaluates the model at alpha = 0 (pure noise), where a "
+            f"{kind} prediction determines no x0 (eps = x_T there). Wrap a v-, x0- or "
+            "flow-prediction network with dpm_jax.model_wrapper(..., model_type="
+            "'v' / 'x_start' / 'flow'), or start at t_start < T."
+        )
     if kind == "edm":
-        raise ValueError("This plan evaluates the model at alpha = 0 (pure noise), where EDM's "
-                         "preconditioning (model_type='edm') needs the noise level sigma / alpha, "
-                         "infinite there; start at t_start < T.")
+        raise ValueError(
+            "This plan evaluates the model at alpha = 0 (pure noise), where EDM's "
+            "preconditioning (model_type='edm') needs the noise level sigma / alpha, "
+            "infinite there; start at t_start < T."
+        )
     if isinstance(model, WrappedModel) and model.guidance_type == "classifier":
-        raise ValueError("This plan evaluates the model at alpha = 0 (pure noise), where classifier "
-                         "guidance of the data prediction, x0 + s sigma^2 / alpha grad log p, is "
-                         "undefined; start at t_start < T, or use guidance_type='classifier-free'.")
+        raise ValueError(
+            "This plan evaluates the model at alpha = 0 (pure noise), where classifier "
+            "guidance of the data prediction, x0 + s sigma^2 / alpha grad log p, is "
+            "undefined; start at t_start < T, or use guidance_type='classifier-free'."
+        )
 
 
 def run_plan(model, x, plan: Plan, options, key=None, shard_axis=None):
@@ -233,8 +280,9 @@ def run_plan(model, x, plan: Plan, options, key=None, shard_axis=None):
     model = as_model(model)
     if isinstance(model, WrappedModel):
         model.check_batch(x)
-    corrector, corr_params = make_corrector(options.correcting_x0_fn, options.thresholding_max_val,
-                                            options.dynamic_thresholding_ratio)
+    corrector, corr_params = make_corrector(
+        options.correcting_x0_fn, options.thresholding_max_val, options.dynamic_thresholding_ratio
+    )
     _check_alpha_zero(model, plan)
     if options.progress:
         _progress.require_tqdm()
@@ -242,14 +290,26 @@ def run_plan(model, x, plan: Plan, options, key=None, shard_axis=None):
     if not isinstance(x, jax.Array):
         x = jnp.asarray(x)
     plan = plan.astype(x.dtype)
-    if not options.return_intermediate:  # only the intermediates read these: keep them out of the cache key
-        plan = dataclasses.replace(plan, intermediate_rows=np.zeros((0,), np.int32),
-                                   include_start=False)
+    if (
+        not options.return_intermediate
+    ):  # only the intermediates read these: keep them out of the cache key
+        plan = dataclasses.replace(
+            plan, intermediate_rows=np.zeros((0,), np.int32), include_start=False
+        )
     run = _execute if is_traced(x, model, plan, corr_params, key) else _execute_jit
-    x_out, inter = run(model, x, plan, corr_params, corrector=corrector,
-                       return_intermediate=options.return_intermediate, unroll=options.unroll,
-                       remat=options.remat, progress=options.progress, shard_axis=shard_axis,
-                       key=key)
+    x_out, inter = run(
+        model,
+        x,
+        plan,
+        corr_params,
+        corrector=corrector,
+        return_intermediate=options.return_intermediate,
+        unroll=options.unroll,
+        remat=options.remat,
+        progress=options.progress,
+        shard_axis=shard_axis,
+        key=key,
+    )
     return x_out, SampleInfo(nfe=plan.nfe, intermediates=inter)
 
 
@@ -286,11 +346,18 @@ def execute_plan(
     3
     """
     if not isinstance(plan, Plan):
-        raise TypeError(f"`plan` must be a dpm_jax.Plan from build_plan(), got {type(plan).__name__}.")
+        raise TypeError(
+            f"`plan` must be a dpm_jax.Plan from build_plan(), got {type(plan).__name__}."
+        )
     _checks.check_state("x", x)
-    options = SolverOptions(correcting_x0_fn=correcting_x0_fn,
-                            thresholding_max_val=thresholding_max_val,
-                            dynamic_thresholding_ratio=dynamic_thresholding_ratio,
-                            return_intermediate=return_intermediate, return_info=True,
-                            unroll=unroll, remat=remat, progress=progress)
+    options = SolverOptions(
+        correcting_x0_fn=correcting_x0_fn,
+        thresholding_max_val=thresholding_max_val,
+        dynamic_thresholding_ratio=dynamic_thresholding_ratio,
+        return_intermediate=return_intermediate,
+        return_info=True,
+        unroll=unroll,
+        remat=remat,
+        progress=progress,
+    )
     return run_plan(model, x, plan, options, key=key, shard_axis=_shard_axis)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -30,8 +31,10 @@ def _split_kwargs(name: str, kwargs) -> tuple[dict, tuple]:
     try:
         hash(static)
     except TypeError:
-        raise TypeError(f"`{name}`: non-array values must be hashable (they are compiled in as "
-                        "constants); pass arrays for data.") from None
+        raise TypeError(
+            f"`{name}`: non-array values must be hashable (they are compiled in as "
+            "constants); pass arrays for data."
+        ) from None
     return arrays, static
 
 
@@ -77,18 +80,25 @@ class WrappedModel:
         kwargs = dict(self.static_model_kwargs, **self.model_kwargs)
         t_in = jnp.broadcast_to(jnp.asarray(t_input, x.dtype), (x.shape[0],))
         x_in = x
+        sd = 0.0 if self.sigma_data is None else self.sigma_data  # set for model_type="edm"
         if self.model_type == "edm":  # EDM preconditioning (Karras et al. 2022, Table 1)
             a, s = _expand(alpha, x), _expand(sigma, x)
-            sd = self.sigma_data
             norm = jnp.sqrt(s * s + (a * sd) ** 2)  # alpha sqrt(sigma^2 / alpha^2 + sd^2)
             x_in = x / norm  # c_in(sigma / alpha) * x / alpha
-            t_in = jnp.broadcast_to(0.25 * (jnp.log(jnp.asarray(sigma, x.dtype))
-                                            - jnp.log(jnp.asarray(alpha, x.dtype))), (x.shape[0],))
+            t_in = jnp.broadcast_to(
+                0.25
+                * (jnp.log(jnp.asarray(sigma, x.dtype)) - jnp.log(jnp.asarray(alpha, x.dtype))),
+                (x.shape[0],),
+            )
         x_in = x_in if self.model_dtype is None else x_in.astype(self.model_dtype)
-        out = self.net(x_in, t_in, **kwargs) if cond is None else self.net(x_in, t_in, cond, **kwargs)
+        out = (
+            self.net(x_in, t_in, **kwargs) if cond is None else self.net(x_in, t_in, cond, **kwargs)
+        )
         if not hasattr(out, "shape") or out.shape != x.shape:
-            raise ValueError(f"model_wrapper: the network must return an array of the input's shape "
-                             f"{x.shape}, got {getattr(out, 'shape', type(out).__name__)}.")
+            raise ValueError(
+                f"model_wrapper: the network must return an array of the input's shape "
+                f"{x.shape}, got {getattr(out, 'shape', type(out).__name__)}."
+            )
         out = out.astype(x.dtype)
         if self.model_type == "edm":  # D = c_skip x / alpha + c_out F, in terms of x
             out = (sd * sd * a * x / norm + s * sd * out) / norm
@@ -132,19 +142,26 @@ class WrappedModel:
             kwargs = dict(self.static_classifier_kwargs, **self.classifier_kwargs)
             t_in = jnp.broadcast_to(jnp.asarray(t_input, x.dtype), (x.shape[0],))
 
+            classifier_fn = self.classifier_fn
+            assert classifier_fn is not None  # checked by model_wrapper
+
             def log_prob(x_):
-                return jnp.sum(self.classifier_fn(x_, t_in, self.condition, **kwargs))
+                return jnp.sum(classifier_fn(x_, t_in, self.condition, **kwargs))
 
             grad = jax.grad(log_prob)(x)
             a, s = _expand(alpha, x), _expand(sigma, x)
             step = s * grad if not data else -(s * s / a) * grad
             return pred - _expand(self.guidance_scale, x) * step
         if not self.cfg_doubled:
-            return self._convert(self._net(x, t_input, alpha, sigma, self.condition), x, alpha,
-                                 sigma, data)
+            return self._convert(
+                self._net(x, t_input, alpha, sigma, self.condition), x, alpha, sigma, data
+            )
         x2 = jnp.concatenate([x, x], axis=0)
-        c2 = jax.tree_util.tree_map(lambda u, c: jnp.concatenate([u, c], axis=0),
-                                    self.unconditional_condition, self.condition)
+        c2 = jax.tree_util.tree_map(
+            lambda u, c: jnp.concatenate([u, c], axis=0),
+            self.unconditional_condition,
+            self.condition,
+        )
         t2 = jnp.concatenate([jnp.broadcast_to(jnp.asarray(t_input, x.dtype), (x.shape[0],))] * 2)
         a2 = jnp.concatenate([jnp.broadcast_to(jnp.asarray(alpha, x.dtype), (x.shape[0],))] * 2)
         s2 = jnp.concatenate([jnp.broadcast_to(jnp.asarray(sigma, x.dtype), (x.shape[0],))] * 2)
@@ -163,25 +180,48 @@ class WrappedModel:
         b = x.shape[0]
         for leaf in jax.tree_util.tree_leaves(self.condition):
             if not hasattr(leaf, "shape") or len(leaf.shape) < 1 or leaf.shape[0] != b:
-                raise ValueError(f"`condition` must have leading (batch) dimension {b} like x, "
-                                 f"got shape {getattr(leaf, 'shape', None)}.")
+                raise ValueError(
+                    f"`condition` must have leading (batch) dimension {b} like x, "
+                    f"got shape {getattr(leaf, 'shape', None)}."
+                )
         if self.cfg_doubled:
-            cs = jax.tree_util.tree_map(lambda c: (tuple(c.shape), jnp.result_type(c)), self.condition)
-            us = jax.tree_util.tree_map(lambda c: (tuple(c.shape), jnp.result_type(c)),
-                                        self.unconditional_condition)
-            if jax.tree_util.tree_structure(self.condition) != jax.tree_util.tree_structure(
-                    self.unconditional_condition) or cs != us:
-                raise ValueError("`unconditional_condition` must have the same structure, shapes and "
-                                 f"dtypes as `condition`: got {us} vs {cs}.")
+            cs = jax.tree_util.tree_map(
+                lambda c: (tuple(c.shape), jnp.result_type(c)), self.condition
+            )
+            us = jax.tree_util.tree_map(
+                lambda c: (tuple(c.shape), jnp.result_type(c)), self.unconditional_condition
+            )
+            same_structure = jax.tree_util.tree_structure(
+                self.condition
+            ) == jax.tree_util.tree_structure(self.unconditional_condition)  # type: ignore[operator]
+            if not same_structure or cs != us:
+                raise ValueError(
+                    "`unconditional_condition` must have the same structure, shapes and "
+                    f"dtypes as `condition`: got {us} vs {cs}."
+                )
 
 
 jax.tree_util.register_dataclass(
     WrappedModel,
-    data_fields=["condition", "unconditional_condition", "guidance_scale", "model_kwargs",
-                 "classifier_kwargs"],
-    meta_fields=["net", "schedule", "model_type", "guidance_type", "classifier_fn",
-                 "static_model_kwargs", "static_classifier_kwargs", "cfg_doubled", "model_dtype",
-                 "sigma_data"],
+    data_fields=[
+        "condition",
+        "unconditional_condition",
+        "guidance_scale",
+        "model_kwargs",
+        "classifier_kwargs",
+    ],
+    meta_fields=[
+        "net",
+        "schedule",
+        "model_type",
+        "guidance_type",
+        "classifier_fn",
+        "static_model_kwargs",
+        "static_classifier_kwargs",
+        "cfg_doubled",
+        "model_dtype",
+        "sigma_data",
+    ],
 )
 
 
@@ -249,7 +289,9 @@ def model_wrapper(
     (2, 3)
     """
     if not callable(model):
-        raise TypeError(f"`model` must be callable as model(x, t_input, ...), got {type(model).__name__}.")
+        raise TypeError(
+            f"`model` must be callable as model(x, t_input, ...), got {type(model).__name__}."
+        )
     _checks.check_schedule(noise_schedule)
     _checks.check_choice("model_type", model_type, _checks.MODEL_TYPES)
     _checks.check_choice("guidance_type", guidance_type, _checks.GUIDANCE_TYPES)
@@ -258,8 +300,10 @@ def model_wrapper(
     cfg_doubled = False
     if guidance_type == "classifier":
         if not callable(classifier_fn):
-            raise ValueError("guidance_type='classifier' needs `classifier_fn`, a function "
-                             "classifier_fn(x, t_input, condition) -> log p(condition | x).")
+            raise ValueError(
+                "guidance_type='classifier' needs `classifier_fn`, a function "
+                "classifier_fn(x, t_input, condition) -> log p(condition | x)."
+            )
         if condition is None:
             raise ValueError("guidance_type='classifier' needs a `condition`.")
     elif guidance_type == "classifier-free":
@@ -271,7 +315,9 @@ def model_wrapper(
         try:
             g = np.asarray(guidance_scale, np.float64)
         except (TypeError, ValueError):
-            raise TypeError(f"`guidance_scale` must be a number, got {type(guidance_scale).__name__}.") from None
+            raise TypeError(
+                f"`guidance_scale` must be a number, got {type(guidance_scale).__name__}."
+            ) from None
         if g.ndim != 0 or not np.isfinite(g):
             raise ValueError(f"`guidance_scale` must be a finite scalar, got {guidance_scale!r}.")
     return WrappedModel(
@@ -299,10 +345,15 @@ def _check_sigma_data(model_type, sigma_data, schedule):
             return None
         return float(schedule.sigma_data) if schedule.sigma_data is not None else 0.5
     if model_type != "edm":
-        raise ValueError(f"`sigma_data` is EDM's preconditioning constant; it needs "
-                         f"model_type='edm', got model_type={model_type!r}.")
-    if isinstance(sigma_data, bool) or not isinstance(sigma_data, (int, float, np.number)) or not (
-            np.isfinite(sigma_data) and sigma_data > 0):
+        raise ValueError(
+            f"`sigma_data` is EDM's preconditioning constant; it needs "
+            f"model_type='edm', got model_type={model_type!r}."
+        )
+    if (
+        isinstance(sigma_data, bool)
+        or not isinstance(sigma_data, (int, float, np.number))
+        or not (np.isfinite(sigma_data) and sigma_data > 0)
+    ):
         raise ValueError(f"`sigma_data` must be a finite number > 0, got {sigma_data!r}.")
     return float(sigma_data)
 

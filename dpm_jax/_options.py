@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import dataclasses
 import numbers
-from collections.abc import Mapping
-from typing import Any, Callable, Literal, Union
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
 
 import jax
 import numpy as np
@@ -31,8 +31,16 @@ from dpm_jax._algorithm import ALGORITHMS, Algorithm, algorithm
 
 __all__ = ["SolverOptions", "OPTION_NAMES"]
 
-SkipType = Literal["time_uniform", "logSNR", "time_quadratic", "karras", "exponential", "linspace",
-                   "leading", "trailing"]
+SkipType = Literal[
+    "time_uniform",
+    "logSNR",
+    "time_quadratic",
+    "karras",
+    "exponential",
+    "linspace",
+    "leading",
+    "trailing",
+]
 Method = Literal["singlestep", "multistep", "singlestep_fixed", "adaptive", "unipc"]
 AlgorithmType = Literal["dpmsolver", "dpmsolver++", "sde-dpmsolver", "sde-dpmsolver++"]
 SolverType = Literal["dpmsolver", "taylor"]
@@ -40,7 +48,7 @@ Multistep3Variant = Literal["reference", "third_order"]
 UniPCVariant = Literal["bh1", "bh2"]
 FinalSigmasType = Literal["zero", "sigma_min"]
 ErrorNorm = Literal["batch", "per_sample"]
-Corrector = Union[Literal["dynamic_thresholding"], Callable, None]
+Corrector = Literal["dynamic_thresholding"] | Callable | None
 
 SOLVER_TYPES = ("dpmsolver", "taylor")
 MULTISTEP3_VARIANTS = ("reference", "third_order")
@@ -115,7 +123,7 @@ class SolverOptions(Mapping):
 
     @property
     def explicit_grid(self) -> str | None:
-        """"timesteps" or "sigmas" if the run has an explicit grid, else None."""
+        """ "timesteps" or "sigmas" if the run has an explicit grid, else None."""
         if self.timesteps is not None:
             return "timesteps"
         return "sigmas" if self.sigmas is not None else None
@@ -128,7 +136,7 @@ class SolverOptions(Mapping):
             return int(np.shape(grid)[0]) - 1
         return DEFAULT_STEPS if self.steps is None else self.steps
 
-    def replace(self, **changes) -> "SolverOptions":
+    def replace(self, **changes) -> SolverOptions:
         """A copy with ``changes`` applied (validated again)."""
         return dataclasses.replace(self, **changes)
 
@@ -175,15 +183,19 @@ OPTION_NAMES: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(SolverO
 
 def _same(a, b) -> bool:
     if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
-        return (isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.shape == b.shape
-                and bool(np.all(a == b)))
+        return (
+            isinstance(a, np.ndarray)
+            and isinstance(b, np.ndarray)
+            and a.shape == b.shape
+            and bool(np.all(a == b))
+        )
     if _is_traced(a) or _is_traced(b):
         return a is b
     if type(a) is bool or type(b) is bool:  # True == 1 must not count as the same option
         return type(a) is type(b) and a == b
     try:
         return bool(a == b)
-    except Exception:  # noqa: BLE001 - e.g. arrays of another kind
+    except Exception:
         return a is b
 
 
@@ -208,19 +220,32 @@ def _validate(o: SolverOptions) -> None:
 
         _checks.check_choice("skip_type", o.skip_type, SKIP_TYPES)
     _checks.check_choice("solver_type", o.solver_type, SOLVER_TYPES)
-    for name in ("lower_order_final", "denoise_to_zero", "unipc_corrector", "euler_at_final",
-                 "return_intermediate", "return_info", "remat", "progress"):
+    for name in (
+        "lower_order_final",
+        "denoise_to_zero",
+        "unipc_corrector",
+        "euler_at_final",
+        "return_intermediate",
+        "return_info",
+        "remat",
+        "progress",
+    ):
         _set_field(o, name, _checks.check_bool(name, getattr(o, name)))
     if isinstance(o.order, bool) or not isinstance(o.order, numbers.Integral):
-        raise TypeError(f"`order` must be an int in 1..3, got {type(o.order).__name__} {o.order!r}.")
+        raise TypeError(
+            f"`order` must be an int in 1..3, got {type(o.order).__name__} {o.order!r}."
+        )
     solver = registry.get(o.method)
     if o.algorithm_type not in solver.algorithms:
         takes = [m for m, s in registry.SOLVERS.items() if o.algorithm_type in s.algorithms]
-        raise ValueError(f"algorithm_type={o.algorithm_type!r} needs method="
-                         f"{' or '.join(map(repr, takes))} (stochastic solvers are multistep), got "
-                         f"method={o.method!r}." if o.algorithm.stochastic else
-                         f"algorithm_type={o.algorithm_type!r} is not available with method="
-                         f"{o.method!r}; methods that take it: {', '.join(map(repr, takes))}.")
+        raise ValueError(
+            f"algorithm_type={o.algorithm_type!r} needs method="
+            f"{' or '.join(map(repr, takes))} (stochastic solvers are multistep), got "
+            f"method={o.method!r}."
+            if o.algorithm.stochastic
+            else f"algorithm_type={o.algorithm_type!r} is not available with method="
+            f"{o.method!r}; methods that take it: {', '.join(map(repr, takes))}."
+        )
     solver.check_options(o)
     if o.order not in solver.orders:
         allowed = ", ".join(map(str, solver.orders[:-1])) + f" or {solver.orders[-1]}"
@@ -229,19 +254,24 @@ def _validate(o: SolverOptions) -> None:
         _set_field(o, "steps", _checks.check_int("steps", o.steps, 1))
     _check_grid(o)
     if solver.steps_at_least_order and o.num_steps < o.order:
-        raise ValueError(f"`steps` must be >= `order` for method={o.method!r}: got steps="
-                         f"{o.num_steps}, order={o.order}.")
+        raise ValueError(
+            f"`steps` must be >= `order` for method={o.method!r}: got steps="
+            f"{o.num_steps}, order={o.order}."
+        )
     if o.return_intermediate and not o.return_info:
-        raise ValueError("`return_intermediate=True` returns the states in info.intermediates: "
-                         "pass return_info=True as well (the result is then (x0, info)).")
+        raise ValueError(
+            "`return_intermediate=True` returns the states in info.intermediates: "
+            "pass return_info=True as well (the result is then (x0, info))."
+        )
     _checks.check_choice("multistep3_variant", o.multistep3_variant, MULTISTEP3_VARIANTS)
     _checks.check_choice("unipc_variant", o.unipc_variant, UNIPC_VARIANTS)
     if o.final_sigmas_type is not None:
         _checks.check_choice("final_sigmas_type", o.final_sigmas_type, FINAL_SIGMAS_TYPES)
     _checks.check_positive("karras_rho", o.karras_rho)
     _checks.check_int("steps_offset", o.steps_offset, 0)
-    _checks.check_corrector(o.correcting_x0_fn, o.thresholding_max_val,
-                            o.dynamic_thresholding_ratio)
+    _checks.check_corrector(
+        o.correcting_x0_fn, o.thresholding_max_val, o.dynamic_thresholding_ratio
+    )
     _checks.check_choice("error_norm", o.error_norm, ERROR_NORMS)
     _checks.check_positive("atol", o.atol)
     _checks.check_positive("rtol", o.rtol)
@@ -250,8 +280,10 @@ def _validate(o: SolverOptions) -> None:
     for name in ("t_start", "t_end"):
         v = getattr(o, name)
         if _is_traced(v):
-            raise TypeError(f"`{name}` must be a concrete number (it sets the plan on the host), "
-                            "got a traced value; build the plan outside jit.")
+            raise TypeError(
+                f"`{name}` must be a concrete number (it sets the plan on the host), "
+                "got a traced value; build the plan outside jit."
+            )
 
 
 def _check_grid(o: SolverOptions) -> None:
@@ -265,43 +297,64 @@ def _check_grid(o: SolverOptions) -> None:
         return
     value = getattr(o, name)
     if _is_traced(value):
-        raise TypeError(f"`{name}` must be concrete (a NumPy array or list; it sets the plan on "
-                        "the host), got a traced value: build the grid outside jit, or pass the "
-                        "plan of dpm_jax.build_plan(..., timesteps=...) to execute_plan.")
+        raise TypeError(
+            f"`{name}` must be concrete (a NumPy array or list; it sets the plan on "
+            "the host), got a traced value: build the grid outside jit, or pass the "
+            "plan of dpm_jax.build_plan(..., timesteps=...) to execute_plan."
+        )
     try:
         v = np.array(value, dtype=np.float64)
     except (TypeError, ValueError):
-        raise TypeError(f"`{name}` must be a 1-D array of numbers, got {type(value).__name__}.") \
-            from None
+        raise TypeError(
+            f"`{name}` must be a 1-D array of numbers, got {type(value).__name__}."
+        ) from None
     if v.ndim != 1 or v.shape[0] < 2:
-        raise ValueError(f"`{name}` must be a 1-D array with at least 2 entries (the first and "
-                         f"last node), got shape {v.shape}.")
+        raise ValueError(
+            f"`{name}` must be a 1-D array with at least 2 entries (the first and "
+            f"last node), got shape {v.shape}."
+        )
     finite = np.isfinite(v)
     if name == "sigmas":
         finite[-1] |= v[-1] == 0.0
         if np.any(v[:-1] <= 0.0) or v[-1] < 0.0:
-            raise ValueError(f"`sigmas` (sigma_t / alpha_t) must be > 0, except a last entry 0 "
-                             f"(the data); got {_short(v)}.")
+            raise ValueError(
+                f"`sigmas` (sigma_t / alpha_t) must be > 0, except a last entry 0 "
+                f"(the data); got {_short(v)}."
+            )
     if not np.all(finite):
-        raise ValueError(f"`{name}` must be finite{' (a last 0 aside)' if name == 'sigmas' else ''}; "
-                         f"entry {int(np.argmin(finite))} is {v[np.argmin(finite)]!r}.")
+        raise ValueError(
+            f"`{name}` must be finite{' (a last 0 aside)' if name == 'sigmas' else ''}; "
+            f"entry {int(np.argmin(finite))} is {v[np.argmin(finite)]!r}."
+        )
     d = np.diff(v)
     if not (np.all(d < 0) or np.all(d > 0)):
-        raise ValueError(f"`{name}` must be strictly monotone (decreasing to sample, increasing to "
-                         f"invert), got {_short(v)}.")
+        raise ValueError(
+            f"`{name}` must be strictly monotone (decreasing to sample, increasing to "
+            f"invert), got {_short(v)}."
+        )
     if o.steps is not None and o.steps != v.shape[0] - 1:
-        raise ValueError(f"`steps`={o.steps} disagrees with `{name}` of length {v.shape[0]}: an "
-                         f"explicit grid of n + 1 nodes has n steps (leave `steps` out).")
+        raise ValueError(
+            f"`steps`={o.steps} disagrees with `{name}` of length {v.shape[0]}: an "
+            f"explicit grid of n + 1 nodes has n steps (leave `steps` out)."
+        )
     defaults = {f.name: f.default for f in dataclasses.fields(SolverOptions)}
-    for other in ("skip_type", "t_start", "t_end", "final_sigmas_type", "karras_rho",
-                  "steps_offset"):
+    for other in (
+        "skip_type",
+        "t_start",
+        "t_end",
+        "final_sigmas_type",
+        "karras_rho",
+        "steps_offset",
+    ):
         if not _same(getattr(o, other), defaults[other]):
-            raise ValueError(f"`{other}` does not apply with an explicit grid (`{name}` gives the "
-                             f"nodes from first to last); drop `{other}`.")
+            raise ValueError(
+                f"`{other}` does not apply with an explicit grid (`{name}` gives the "
+                f"nodes from first to last); drop `{other}`."
+            )
     v.flags.writeable = False
     _set_field(o, name, v)
 
 
 def collect(values: dict) -> SolverOptions:
-    """The options among a call's local variables (``sample``'s, ``inverse``'s, ``build_plan``'s)."""
+    """The options among a call's local variables (of ``sample``, ``inverse``, ``build_plan``)."""
     return SolverOptions(**{k: values[k] for k in OPTION_NAMES if k in values})

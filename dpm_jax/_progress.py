@@ -45,4 +45,6 @@ def require_tqdm() -> None:
     try:
         import tqdm  # noqa: F401
     except ImportError:
-        raise ImportError("progress=True needs tqdm: pip install tqdm (or the `test` extra).") from None
+        raise ImportError(
+            "progress=True needs tqdm: pip install tqdm (or the `test` extra)."
+        ) from None

@@ -8,7 +8,8 @@ the executor; the adaptive solver runs as a ``while_loop`` (:mod:`dpm_jax._adapt
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from dpm_jax import _adaptive, _checks
 from dpm_jax._executor import run_plan
@@ -21,16 +22,17 @@ from dpm_jax.schedules import Schedule
 __all__ = ["sample", "inverse"]
 
 
-def _solve(direction: str, model, x, schedule, options: SolverOptions, key=None,
-           batch_axis=None):
+def _solve(direction: str, model, x, schedule, options: SolverOptions, key=None, batch_axis=None):
     """Runs validated ``options`` from x, "down" (sample) or "up" (inverse)."""
     _checks.check_schedule(schedule)
     _checks.check_state("x_T" if direction == "down" else "x", x)
     if isinstance(model, WrappedModel) and not model.schedule.same_as(schedule):
-        raise ValueError("`noise_schedule` differs from the schedule the model was wrapped with "
-                         f"({model.schedule.name}, N={model.schedule.total_N} vs {schedule.name}, "
-                         f"N={schedule.total_N}: their alpha_t or sigma_t differ); pass the same "
-                         "schedule to model_wrapper and to the sampler.")
+        raise ValueError(
+            "`noise_schedule` differs from the schedule the model was wrapped with "
+            f"({model.schedule.name}, N={model.schedule.total_N} vs {schedule.name}, "
+            f"N={schedule.total_N}: their alpha_t or sigma_t differ); pass the same "
+            "schedule to model_wrapper and to the sampler."
+        )
     if registry.get(options.method).adaptive:
         x_out, info = _adaptive.run(model, x, schedule, options, direction, batch_axis)
     else:

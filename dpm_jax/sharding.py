@@ -37,10 +37,11 @@ from typing import Any
 
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
-from dpm_jax._sample import sample
 from dpm_jax._model import WrappedModel
+from dpm_jax._sample import sample
 
 __all__ = ["batch_mesh", "shard_batch", "replicate", "sample_sharded"]
 
@@ -67,8 +68,10 @@ def shard_batch(tree: Any, mesh: Mesh, axis_name: str = "batch"):
 
     def put(a):
         if np.ndim(a) < 1 or np.shape(a)[0] % n:
-            raise ValueError(f"shard_batch(): the leading axis ({np.shape(a)[:1]}) must be a multiple "
-                             f"of the {n} devices of mesh axis {axis_name!r}.")
+            raise ValueError(
+                f"shard_batch(): the leading axis ({np.shape(a)[:1]}) must be a multiple "
+                f"of the {n} devices of mesh axis {axis_name!r}."
+            )
         return jax.device_put(a, NamedSharding(mesh, P(axis_name)))
 
     return jax.tree_util.tree_map(put, tree)
@@ -86,9 +89,12 @@ def _model_specs(model, axis_name: str):
     if not isinstance(model, WrappedModel):
         return None
     replicated = jax.tree_util.tree_map(lambda _: P(), model)
-    batched = lambda tree: jax.tree_util.tree_map(lambda _: P(axis_name), tree)  # noqa: E731
-    return dataclasses.replace(replicated, condition=batched(model.condition),
-                               unconditional_condition=batched(model.unconditional_condition))
+    batched = lambda tree: jax.tree_util.tree_map(lambda _: P(axis_name), tree)
+    return dataclasses.replace(
+        replicated,
+        condition=batched(model.condition),
+        unconditional_condition=batched(model.unconditional_condition),
+    )
 
 
 def sample_sharded(model, x_T, noise_schedule, mesh: Mesh, axis_name: str = "batch", **options):
@@ -104,15 +110,18 @@ def sample_sharded(model, x_T, noise_schedule, mesh: Mesh, axis_name: str = "bat
     """
     n = _check_axis(mesh, axis_name)
     if np.shape(x_T)[0] % n:
-        raise ValueError(f"`x_T`'s batch {np.shape(x_T)[0]} must be a multiple of the {n} devices "
-                         f"of mesh axis {axis_name!r}.")
+        raise ValueError(
+            f"`x_T`'s batch {np.shape(x_T)[0]} must be a multiple of the {n} devices "
+            f"of mesh axis {axis_name!r}."
+        )
     return_info = options.pop("return_info", False)
     adaptive = options.get("method") == "adaptive"
     per_sample = options.get("error_norm", "batch") == "per_sample"
 
     def local(model, x):
-        x0, info = sample(model, x, noise_schedule, return_info=True, _batch_axis=axis_name,
-                          **options)
+        x0, info = sample(
+            model, x, noise_schedule, return_info=True, _batch_axis=axis_name, **options
+        )
         nfe = info.nfe
         if adaptive and not per_sample:
             nfe = nfe[None]  # one value per device
@@ -120,8 +129,13 @@ def sample_sharded(model, x_T, noise_schedule, mesh: Mesh, axis_name: str = "bat
 
     nfe_spec = P(axis_name) if adaptive else P()
     inter_spec = P(None, axis_name) if options.get("return_intermediate") else P()
-    fn = jax.shard_map(local, mesh=mesh, in_specs=(_model_specs(model, axis_name), P(axis_name)),
-                       out_specs=(P(axis_name), (nfe_spec, inter_spec)), check_vma=False)
+    fn = jax.shard_map(
+        local,
+        mesh=mesh,
+        in_specs=(_model_specs(model, axis_name), P(axis_name)),
+        out_specs=(P(axis_name), (nfe_spec, inter_spec)),
+        check_vma=False,
+    )
     x0, (nfe, inter) = fn(model, x_T)
     if not return_info:
         return x0

@@ -46,14 +46,14 @@ import time
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
+import jax
+import jax.numpy as jnp
+import matplotlib.pyplot as plt
+import numpy as np
 
-import dpm_jax  # noqa: E402
-from dpm_jax import schedules  # noqa: E402
-from dpm_jax.testing import problems  # noqa: E402
+import dpm_jax
+from dpm_jax import schedules
+from dpm_jax.testing import problems
 
 REF_STEPS = 200
 
@@ -91,7 +91,9 @@ def run(name, sampler, x_T):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=10, help="model calls per solver (default 10)")
-    parser.add_argument("--out", default="dpm_jax_demo.png", help="output PNG (default dpm_jax_demo.png)")
+    parser.add_argument(
+        "--out", default="dpm_jax_demo.png", help="output PNG (default dpm_jax_demo.png)"
+    )
     parser.add_argument("--n", type=int, default=4000, help="number of samples (default 4000)")
     parser.add_argument("--seed", type=int, default=0, help="PRNG seed of x_T (default 0)")
     parser.add_argument(
@@ -144,7 +146,9 @@ def main(argv=None):
     print(header)
     print("-" * len(header))
     q = quality(gmm, exact)
-    print(f"{'exact samples of the mixture':<30} {'-':>4} {'-':>10} {'-':>8} {q['d_mode']:7.3f} {q['in_3std']:8.3f} {'-':>8}")
+    print(
+        f"{'exact samples of the mixture':<30} {'-':>4} {'-':>10} {'-':>8} {q['d_mode']:7.3f} {q['in_3std']:8.3f} {'-':>8}"
+    )
     figures = {}
     for name, x0, nfe, t_compile, t_run in results:
         q = quality(gmm, x0)
@@ -168,13 +172,17 @@ def main(argv=None):
     ax = axes[0]
     ax.contourf(gx, gy, density, levels=30, cmap="Blues")
     q = quality(gmm, exact)
-    ax.set_title(f"true density\n(exact samples: d_mode {q['d_mode']:.3f}, in_3std {q['in_3std']:.3f})")
+    ax.set_title(
+        f"true density\n(exact samples: d_mode {q['d_mode']:.3f}, in_3std {q['in_3std']:.3f})"
+    )
     for ax, (name, x0, nfe, _, t_run) in zip(axes[1:], results):
         q = figures[name]
         ax.contour(gx, gy, density, levels=levels, colors="0.6", linewidths=0.7)
         ax.scatter(x0[:, 0], x0[:, 1], s=1.5, alpha=0.35, color="C3", rasterized=True)
         err = "" if x0 is x_ref else f", err_ref {q['err_ref']:.3f}"
-        ax.set_title(f"{name}, NFE {nfe}\nd_mode {q['d_mode']:.3f}, in_3std {q['in_3std']:.3f}{err}")
+        ax.set_title(
+            f"{name}, NFE {nfe}\nd_mode {q['d_mode']:.3f}, in_3std {q['in_3std']:.3f}{err}"
+        )
     for ax in axes:
         ax.set_xlim(-lim, lim)
         ax.set_ylim(-lim, lim)

@@ -24,9 +24,9 @@ import matplotlib
 import numpy as np
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from dpm_jax.demo import digits  # noqa: E402
+from dpm_jax.demo import digits
 
 
 def diversity(x, per_class):

@@ -28,10 +28,10 @@ import matplotlib
 import numpy as np
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-import dpm_jax  # noqa: E402
-from dpm_jax.demo import digits  # noqa: E402
+import dpm_jax
+from dpm_jax.demo import digits
 
 
 def round_trip(bundle, x0, labels, *, steps, order, algorithm_type, skip_type="logSNR"):
@@ -40,8 +40,13 @@ def round_trip(bundle, x0, labels, *, steps, order, algorithm_type, skip_type="l
     @jax.jit
     def run(params, x0, labels):
         model = digits.guided_model(bundle.unet_graph, params, labels, guidance_scale=1.0)
-        opts = dict(steps=steps, order=order, method="multistep", algorithm_type=algorithm_type,
-                    skip_type=skip_type)
+        opts = dict(
+            steps=steps,
+            order=order,
+            method="multistep",
+            algorithm_type=algorithm_type,
+            skip_type=skip_type,
+        )
         x_T = dpm_jax.inverse(model, x0, model.schedule, **opts)
         return x_T, dpm_jax.sample(model, x_T, model.schedule, **opts)
 
@@ -69,14 +74,16 @@ def main(argv=None):
     rows = [("original", np.asarray(x0))]
     for name, order, alg in [("DDIM", 1, "dpmsolver"), ("DPM-Solver++(2M)", 2, "dpmsolver++")]:
         for steps in args.steps:
-            x_T, x_rec = round_trip(bundle, x0, labels, steps=steps, order=order,
-                                    algorithm_type=alg)
+            x_T, x_rec = round_trip(
+                bundle, x0, labels, steps=steps, order=order, algorithm_type=alg
+            )
             err = float(np.sqrt(np.mean((x_rec - np.asarray(x0)) ** 2)))
             acc = digits.accuracy(bundle, x_rec, labels)
             print(f"{name:<18} {steps:7d} {err:10.4f} {x_T.std():11.3f} {acc:11.2f}")
             if steps == args.steps[0] and name == "DPM-Solver++(2M)":
-                rows.insert(1, (f"latent x_T ({name}, {steps} NFE), shown / 3",
-                                np.clip(x_T / 3.0, -1, 1)))
+                rows.insert(
+                    1, (f"latent x_T ({name}, {steps} NFE), shown / 3", np.clip(x_T / 3.0, -1, 1))
+                )
             if steps in (args.steps[0], args.steps[-1]):
                 rows.append((f"{name}, {steps} NFE/way: RMS {err:.3f}", x_rec))
 

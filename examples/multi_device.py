@@ -32,18 +32,20 @@ import time
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-from jax.sharding import NamedSharding  # noqa: E402
-from jax.sharding import PartitionSpec as P  # noqa: E402
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
-from dpm_jax.demo import digits  # noqa: E402
+from dpm_jax.demo import digits
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--per-device", type=int, default=10, help="samples per device (default 10)")
+    parser.add_argument(
+        "--per-device", type=int, default=10, help="samples per device (default 10)"
+    )
     parser.add_argument("--steps", type=int, default=10)
     args = parser.parse_args(argv)
 
@@ -65,9 +67,17 @@ def main(argv=None):
 
     def run(params, x_T, labels):
         # digits._generate: model_wrapper + dpm_jax.sample, the model closed over, params traced
-        return digits._generate(params, x_T, labels, jnp.float32(2.0), graph=bundle.unet_graph,
-                                steps=args.steps, order=2, algorithm_type="dpmsolver++",
-                                skip_type=digits.DEFAULT_SKIP_TYPE)[0]
+        return digits._generate(
+            params,
+            x_T,
+            labels,
+            jnp.float32(2.0),
+            graph=bundle.unet_graph,
+            steps=args.steps,
+            order=2,
+            algorithm_type="dpmsolver++",
+            skip_type=digits.DEFAULT_SKIP_TYPE,
+        )[0]
 
     sharded = jax.jit(run, out_shardings=batch_sharding)
     t0 = time.perf_counter()
@@ -76,20 +86,28 @@ def main(argv=None):
     t0 = time.perf_counter()
     x0 = jax.block_until_ready(sharded(params_rep, x_T_sh, labels_sh))
     t_run = time.perf_counter() - t0
-    print(f"sharded over {n_dev}: {n} samples, {args.steps} NFE; first call {t_first:.2f} s "
-          f"(with compile), then {t_run:.3f} s")
+    print(
+        f"sharded over {n_dev}: {n} samples, {args.steps} NFE; first call {t_first:.2f} s "
+        f"(with compile), then {t_run:.3f} s"
+    )
     print(f"output sharding: {x0.sharding}")
-    print("per-device shards:", [tuple(s.data.shape) for s in x0.addressable_shards][:4],
-          "..." if n_dev > 4 else "")
+    print(
+        "per-device shards:",
+        [tuple(s.data.shape) for s in x0.addressable_shards][:4],
+        "..." if n_dev > 4 else "",
+    )
     assert x0.sharding.is_equivalent_to(batch_sharding, x0.ndim)
 
     single = jax.jit(run)
-    x1 = jax.block_until_ready(single(bundle.unet_params, jax.device_put(x_T, devices[0]),
-                                      jnp.asarray(labels, jnp.int32)))
+    x1 = jax.block_until_ready(
+        single(bundle.unet_params, jax.device_put(x_T, devices[0]), jnp.asarray(labels, jnp.int32))
+    )
     diff = float(np.max(np.abs(np.asarray(x0) - np.asarray(x1))))
     print(f"max |sharded - single-device| = {diff:.2e}")
-    print(f"classifier accuracy of the sharded samples: "
-          f"{digits.accuracy(bundle, np.asarray(x0), labels):.3f}")
+    print(
+        f"classifier accuracy of the sharded samples: "
+        f"{digits.accuracy(bundle, np.asarray(x0), labels):.3f}"
+    )
     assert diff < 1e-3
 
 

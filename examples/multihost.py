@@ -30,11 +30,13 @@ def worker(process_id: int, num_processes: int, coordinator: str, local_devices:
     import jax
 
     jax.config.update("jax_enable_x64", True)
-    jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes,
-                               process_id=process_id)
+    jax.distributed.initialize(
+        coordinator_address=coordinator, num_processes=num_processes, process_id=process_id
+    )
     import jax.numpy as jnp
     import numpy as np
-    from jax.sharding import NamedSharding, PartitionSpec as P
+    from jax.sharding import NamedSharding
+    from jax.sharding import PartitionSpec as P
 
     import dpm_jax
     from dpm_jax import sharding
@@ -47,17 +49,23 @@ def worker(process_id: int, num_processes: int, coordinator: str, local_devices:
     mesh = sharding.batch_mesh()  # all devices of all processes
     spec = NamedSharding(mesh, P("batch"))
     per_process = n_global // num_processes
-    local = x_all[process_id * per_process:(process_id + 1) * per_process]
+    local = x_all[process_id * per_process : (process_id + 1) * per_process]
     x_T = jax.make_array_from_process_local_data(spec, local, (n_global, 4))
-    out = jax.jit(lambda x: dpm_jax.sample(model, x, sched, steps=10, order=3, method="singlestep"))(x_T)
+    out = jax.jit(
+        lambda x: dpm_jax.sample(model, x, sched, steps=10, order=3, method="singlestep")
+    )(x_T)
     with jax.default_device(jax.local_devices()[0]):  # the one-process reference
-        ref = np.asarray(dpm_jax.sample(model, jnp.asarray(x_all), sched, steps=10, order=3,
-                                        method="singlestep"))
+        ref = np.asarray(
+            dpm_jax.sample(model, jnp.asarray(x_all), sched, steps=10, order=3, method="singlestep")
+        )
     shards = out.addressable_shards
     for shard in shards:
         np.testing.assert_array_equal(np.asarray(shard.data), ref[shard.index])
-    print(f"process {process_id}: {len(shards)} local shards match (global batch {n_global} "
-          f"on {jax.device_count()} devices)", flush=True)
+    print(
+        f"process {process_id}: {len(shards)} local shards match (global batch {n_global} "
+        f"on {jax.device_count()} devices)",
+        flush=True,
+    )
     jax.distributed.shutdown()
     return 0
 
@@ -66,8 +74,16 @@ def launch(num_processes: int, local_devices: int, timeout: float = 240.0) -> in
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    cmd = [sys.executable, __file__, "--num-processes", str(num_processes), "--coordinator",
-           f"127.0.0.1:{port}", "--local-devices", str(local_devices)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--num-processes",
+        str(num_processes),
+        "--coordinator",
+        f"127.0.0.1:{port}",
+        "--local-devices",
+        str(local_devices),
+    ]
     procs = [subprocess.Popen(cmd + ["--process-id", str(i)]) for i in range(num_processes)]
     try:
         codes = [p.wait(timeout=timeout) for p in procs]

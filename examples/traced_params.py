@@ -51,23 +51,39 @@ def main():
         def net(x, t_input, y):
             return nnx.merge(graph, params)(x, t_input, y)
 
-        model = dpm_jax.model_wrapper(net, sched, model_type="noise",
-                                      guidance_type="classifier-free", condition=labels,
-                                      unconditional_condition=jnp.full_like(labels, digits.NULL_LABEL),
-                                      guidance_scale=scale)
-        return dpm_jax.sample(model, x_T, sched, steps=10, order=2, method="multistep",
-                              algorithm_type="dpmsolver++", skip_type=digits.DEFAULT_SKIP_TYPE)
+        model = dpm_jax.model_wrapper(
+            net,
+            sched,
+            model_type="noise",
+            guidance_type="classifier-free",
+            condition=labels,
+            unconditional_condition=jnp.full_like(labels, digits.NULL_LABEL),
+            guidance_scale=scale,
+        )
+        return dpm_jax.sample(
+            model,
+            x_T,
+            sched,
+            steps=10,
+            order=2,
+            method="multistep",
+            algorithm_type="dpmsolver++",
+            skip_type=digits.DEFAULT_SKIP_TYPE,
+        )
 
     labels = jnp.asarray(np.repeat(np.arange(10), 10), jnp.int32)
     x_T = jax.random.normal(jax.random.key(0), (labels.shape[0], 8, 8, 1), jnp.float32)
     leaves, treedef = jax.tree_util.tree_flatten(bundle.unet_params)
     keys = jax.random.split(jax.random.key(1), len(leaves))
     perturbed = jax.tree_util.tree_unflatten(
-        treedef, [w * (1 + 0.01 * jax.random.normal(k, w.shape)) for w, k in zip(leaves, keys)])
+        treedef, [w * (1 + 0.01 * jax.random.normal(k, w.shape)) for w, k in zip(leaves, keys)]
+    )
     _, untrained = nnx.split(digits.UNet(**digits.DEFAULT_UNET, rngs=nnx.Rngs(123)), nnx.Param)
-    checkpoints = [("bundled EMA weights", bundle.unet_params),
-                   ("weights perturbed by 1%", perturbed),
-                   ("untrained UNet", untrained)]
+    checkpoints = [
+        ("bundled EMA weights", bundle.unet_params),
+        ("weights perturbed by 1%", perturbed),
+        ("untrained UNet", untrained),
+    ]
     print(f"{'checkpoint':<26} {'call s':>7} {'traces so far':>14} {'accuracy':>9}")
     for name, params in checkpoints:
         t0 = time.perf_counter()
@@ -75,8 +91,10 @@ def main():
         dt = time.perf_counter() - t0
         print(f"{name:<26} {dt:7.2f} {len(TRACES):14d} {digits.accuracy(bundle, x0, labels):9.3f}")
     assert len(TRACES) == 1, "a new checkpoint should not retrace"
-    print("one trace and one compilation for all three checkpoints "
-          "(the first call's time includes compiling)")
+    print(
+        "one trace and one compilation for all three checkpoints "
+        "(the first call's time includes compiling)"
+    )
 
 
 if __name__ == "__main__":

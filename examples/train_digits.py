@@ -150,15 +150,27 @@ def train_classifier(x_all, y_all, *, steps, seed, log):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", default="digits.msgpack", help="checkpoint path (default digits.msgpack)")
-    parser.add_argument("--steps", type=int, default=4000, help="UNet training steps (default 4000)")
+    parser.add_argument(
+        "--out", default="digits.msgpack", help="checkpoint path (default digits.msgpack)"
+    )
+    parser.add_argument(
+        "--steps", type=int, default=4000, help="UNet training steps (default 4000)"
+    )
     parser.add_argument("--batch", type=int, default=64, help="batch size (default 64)")
     parser.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (default 2e-3)")
-    parser.add_argument("--p-uncond", type=float, default=0.1,
-                        help="probability of dropping the label (default 0.1)")
+    parser.add_argument(
+        "--p-uncond",
+        type=float,
+        default=0.1,
+        help="probability of dropping the label (default 0.1)",
+    )
     parser.add_argument("--ema", type=float, default=0.999, help="EMA decay (default 0.999)")
-    parser.add_argument("--classifier-steps", type=int, default=2000,
-                        help="classifier training steps (default 2000)")
+    parser.add_argument(
+        "--classifier-steps",
+        type=int,
+        default=2000,
+        help="classifier training steps (default 2000)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of everything (default 0)")
     args = parser.parse_args(argv)
     if args.steps < 1 or args.classifier_steps < 1:
@@ -171,15 +183,32 @@ def main(argv=None):
     t_start = time.perf_counter()
     x, y = load_data()
     log(f"data: {x.shape[0]} digits, {x.shape[1:]}, in [{x.min():.0f}, {x.max():.0f}]")
-    classifier, c_config, c_acc = train_classifier(x, y, steps=args.classifier_steps,
-                                                   seed=args.seed, log=log)
-    unet, u_config, seconds = train_unet(x, y, steps=args.steps, batch=args.batch, lr=args.lr,
-                                         p_uncond=args.p_uncond, ema_decay=args.ema,
-                                         seed=args.seed, log=log)
-    meta = dict(steps=args.steps, batch=args.batch, lr=args.lr, p_uncond=args.p_uncond,
-                ema=args.ema, seed=args.seed, classifier_steps=args.classifier_steps,
-                classifier_heldout_accuracy=c_acc,
-                train_seconds=round(seconds, 1), jax=jax.__version__)
+    classifier, c_config, c_acc = train_classifier(
+        x, y, steps=args.classifier_steps, seed=args.seed, log=log
+    )
+    unet, u_config, seconds = train_unet(
+        x,
+        y,
+        steps=args.steps,
+        batch=args.batch,
+        lr=args.lr,
+        p_uncond=args.p_uncond,
+        ema_decay=args.ema,
+        seed=args.seed,
+        log=log,
+    )
+    meta = dict(
+        steps=args.steps,
+        batch=args.batch,
+        lr=args.lr,
+        p_uncond=args.p_uncond,
+        ema=args.ema,
+        seed=args.seed,
+        classifier_steps=args.classifier_steps,
+        classifier_heldout_accuracy=c_acc,
+        train_seconds=round(seconds, 1),
+        jax=jax.__version__,
+    )
     size = digits.save(args.out, unet, classifier, u_config, c_config, meta)
     log(f"UNet training: {seconds:.1f} s; total {time.perf_counter() - t_start:.1f} s")
     log(f"wrote {args.out} ({size / 1e6:.2f} MB)")

@@ -103,7 +103,11 @@ def net_output(
     """
     x = xp.asarray(x)
     alpha, sigma = alpha_sigma(
-        timestep, alphas_cumprod=alphas_cumprod, num_train_timesteps=num_train_timesteps, flow=flow, xp=xp
+        timestep,
+        alphas_cumprod=alphas_cumprod,
+        num_train_timesteps=num_train_timesteps,
+        flow=flow,
+        xp=xp,
     )
     alpha = xp.asarray(alpha, dtype=x.dtype)
     sigma = xp.asarray(sigma, dtype=x.dtype)

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 import numpy as np
+from diffusers_gmm import GMM, denoise
 
 import dpm_jax
-from diffusers_gmm import GMM, denoise
 
 DIM = GMM.means.shape[1]
 
@@ -36,6 +36,7 @@ def x0_net(schedule):
         alpha, sigma = alpha_sigma(schedule, jnp.asarray(t_input, x.dtype))
         out = denoise(x, alpha, sigma, xp=jnp)
         return out if cond is None else out + 0.01 * cond[:, None].astype(x.dtype)
+
     return net
 
 

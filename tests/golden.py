@@ -12,31 +12,31 @@ import json
 
 import jax.numpy as jnp
 import numpy as np
+from paths import DATA
 
 import dpm_jax
 from dpm_jax.testing import problems
-from paths import DATA
 
 PATH = DATA / "dpm_solver_reference.npz"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def npz():
     return dict(np.load(PATH))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def configs():
     return json.loads(str(npz()["configs_json"]))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def gmm():
     z = npz()
     return problems.make_gmm(z["gmm/means"], z["gmm/stds"], z["gmm/weights"])
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def schedule(name: str):
     z = npz()
     if name.startswith("discrete"):
@@ -58,7 +58,7 @@ def _log_weights(cond, dtype):
     return jnp.log(jnp.asarray(table, dtype))[cond]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def net(schedule_name: str, model_type: str):
     """net(x, t_input, cond=None) returning the exact eps / x0 / v / score."""
     sched = schedule(schedule_name)
@@ -81,7 +81,7 @@ def net(schedule_name: str, model_type: str):
     return f
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def classifier(schedule_name: str):
     """log p_t(c | x) = log p_t(x | c) - log p_t(x) (+ const), per sample."""
     sched = schedule(schedule_name)
@@ -110,10 +110,24 @@ def wrapped_model(c: dict, dtype=jnp.float64):
     return dpm_jax.model_wrapper(net(c["schedule"], c["model_type"]), sched, **kw)
 
 
-SOLVER_OPTIONS = ("steps", "order", "method", "algorithm_type", "skip_type", "solver_type",
-                  "lower_order_final", "denoise_to_zero", "t_start", "t_end", "correcting_x0_fn",
-                  "thresholding_max_val", "dynamic_thresholding_ratio", "atol", "rtol",
-                  "return_intermediate")
+SOLVER_OPTIONS = (
+    "steps",
+    "order",
+    "method",
+    "algorithm_type",
+    "skip_type",
+    "solver_type",
+    "lower_order_final",
+    "denoise_to_zero",
+    "t_start",
+    "t_end",
+    "correcting_x0_fn",
+    "thresholding_max_val",
+    "dynamic_thresholding_ratio",
+    "atol",
+    "rtol",
+    "return_intermediate",
+)
 
 
 def run(c: dict, dtype=jnp.float64):

@@ -18,7 +18,7 @@ from dpm_jax import schedules
 
 def _schedules():
     lin = np.linspace(1e-4, 0.02, 1000)
-    sd = np.linspace(0.00085 ** 0.5, 0.012 ** 0.5, 1000) ** 2
+    sd = np.linspace(0.00085**0.5, 0.012**0.5, 1000) ** 2
     return {
         "discrete_linear": schedules.discrete(betas=lin),
         "discrete_scaled": schedules.discrete(betas=sd, lambda_clip=None),
@@ -36,8 +36,16 @@ SCHEDULES = _schedules()
 
 METHODS = ("singlestep", "multistep", "singlestep_fixed", "unipc")
 ALGORITHMS = ("dpmsolver", "dpmsolver++", "sde-dpmsolver", "sde-dpmsolver++")
-SKIPS = ("time_uniform", "logSNR", "time_quadratic", "karras", "exponential", "linspace",
-         "leading", "trailing")
+SKIPS = (
+    "time_uniform",
+    "logSNR",
+    "time_quadratic",
+    "karras",
+    "exponential",
+    "linspace",
+    "leading",
+    "trailing",
+)
 
 
 def _times(name, rng):
@@ -59,9 +67,18 @@ def cases() -> list[dict]:
     out = []
     # structured: every method x order x algorithm x skip on two schedules, 2 step counts
     for sched, method, order, alg, skip, steps in itertools.product(
-            ("discrete_linear", "vp_linear"), METHODS, (1, 2, 3), ALGORITHMS, SKIPS, (5, 12)):
-        out.append(dict(schedule=sched, method=method, order=order, algorithm_type=alg,
-                        skip_type=skip, steps=steps))
+        ("discrete_linear", "vp_linear"), METHODS, (1, 2, 3), ALGORITHMS, SKIPS, (5, 12)
+    ):
+        out.append(
+            dict(
+                schedule=sched,
+                method=method,
+                order=order,
+                algorithm_type=alg,
+                skip_type=skip,
+                steps=steps,
+            )
+        )
     # random: every option
     rng = np.random.default_rng(20261201)
     names = list(SCHEDULES)
@@ -73,7 +90,8 @@ def cases() -> list[dict]:
             steps=int(rng.choice([1, 2, 3, 4, 5, 6, 7, 9, 10, 14, 15, 16, 21])),
             order=int(rng.integers(1, 4)),
             method=METHODS[rng.integers(len(METHODS))],
-            algorithm_type=ALGORITHMS[rng.integers(len(ALGORITHMS))] if rng.random() < 0.7
+            algorithm_type=ALGORITHMS[rng.integers(len(ALGORITHMS))]
+            if rng.random() < 0.7
             else ALGORITHMS[1],
             skip_type=SKIPS[rng.integers(len(SKIPS))],
             solver_type=("dpmsolver", "taylor")[rng.integers(2)],
@@ -95,8 +113,7 @@ def cases() -> list[dict]:
     return out
 
 
-FIELDS = ("t", "t_input", "alpha", "sigma", "x_coef", "m_coef", "noise_coef",
-          "intermediate_rows")
+FIELDS = ("t", "t_input", "alpha", "sigma", "x_coef", "m_coef", "noise_coef", "intermediate_rows")
 META = ("algorithm_type", "stochastic", "include_start", "denoise_to_zero")
 
 

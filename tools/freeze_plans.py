@@ -23,8 +23,9 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
-import dpm_jax  # noqa: E402
-from plan_cases import FIELDS, META, SCHEDULES, cases, kwargs_of  # noqa: E402
+from plan_cases import FIELDS, META, SCHEDULES, cases, kwargs_of
+
+import dpm_jax
 
 OUT = ROOT / "tests" / "data" / "frozen_plans.npz"
 
@@ -44,11 +45,14 @@ def main():
         for f in FIELDS:
             arrays[f"{i}/{f}"] = np.asarray(getattr(plan, f))
         records.append({"meta": {m: getattr(plan, m) for m in META}, "nfe": plan.nfe})
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
-                            text=True).stdout.strip()
+    commit = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
     np.savez_compressed(OUT, records_json=json.dumps(records), source_commit=commit, **arrays)
-    print(f"{len(records)} cases: {n_ok} plans, {len(records) - n_ok} refused; wrote {OUT} "
-          f"({OUT.stat().st_size / 1e6:.2f} MB) from {commit}")
+    print(
+        f"{len(records)} cases: {n_ok} plans, {len(records) - n_ok} refused; wrote {OUT} "
+        f"({OUT.stat().st_size / 1e6:.2f} MB) from {commit}"
+    )
 
 
 if __name__ == "__main__":

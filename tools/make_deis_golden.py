@@ -23,16 +23,15 @@ import pathlib
 import sys
 import warnings
 
+import diffusers
 import numpy as np
 import torch
-
-import diffusers
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "tools"))
-from diffusers_gmm import GMM, net_output  # noqa: E402
-from make_diffusers_golden import build, float64_everywhere, ignored_keys  # noqa: E402
+from diffusers_gmm import GMM, net_output
+from make_diffusers_golden import build, float64_everywhere, ignored_keys
 
 OUT = ROOT / "tests" / "data" / "deis_golden.npz"
 B = 5
@@ -65,7 +64,11 @@ CONFIGS = [
     (15, dict(use_karras_sigmas=True, solver_order=3, **SD_BETAS), 20),
     (16, dict(use_karras_sigmas=True, solver_order=3, lower_order_final=False), 12),
     (17, dict(prediction_type="v_prediction"), 10),
-    (18, dict(prediction_type="v_prediction", use_karras_sigmas=True, solver_order=3, **SD_BETAS), 15),
+    (
+        18,
+        dict(prediction_type="v_prediction", use_karras_sigmas=True, solver_order=3, **SD_BETAS),
+        15,
+    ),
     (19, dict(prediction_type="v_prediction", solver_order=3, **TRAILING), 7),
     (20, dict(prediction_type="sample"), 10),
     (21, dict(prediction_type="sample", solver_order=3, **TRAILING), 12),
@@ -78,7 +81,11 @@ CONFIGS = [
     (28, dict(use_exponential_sigmas=True), 12),
     (29, dict(**FLOW, flow_shift=3.0), 10),
     (30, dict(**FLOW, solver_order=3), 12),
-    (31, dict(prediction_type="v_prediction", solver_order=3, lower_order_final=False, **SD_BETAS), 9),
+    (
+        31,
+        dict(prediction_type="v_prediction", solver_order=3, lower_order_final=False, **SD_BETAS),
+        9,
+    ),
 ]
 
 _UPDATES = (
@@ -168,13 +175,17 @@ def main():
         try:
             r64 = sample_run(kwargs, n, x_T, f64=True)
             r32 = sample_run(kwargs, n, x_T, f64=False)
-        except Exception as e:  # noqa: BLE001 - anything diffusers refuses is reported
+        except Exception as e:
             refused.append((num, kwargs, n, f"{type(e).__name__}: {e}"))
             print(f"#{num} {kwargs} N={n}: REFUSED ({type(e).__name__}: {e})")
             continue
         bad = [
             key
-            for key, arr in (("out64", r64["states"]), ("out32", r32["states"]), ("sigmas", r64["sigmas"]))
+            for key, arr in (
+                ("out64", r64["states"]),
+                ("out32", r32["states"]),
+                ("sigmas", r64["sigmas"]),
+            )
             if not np.all(np.isfinite(arr))
         ]
         if bad:
@@ -222,7 +233,9 @@ def main():
         )
 
     data["refused_json"] = np.asarray(
-        json.dumps([dict(number=a, _class_name=DE, kwargs=b, steps=c, error=d) for a, b, c, d in refused])
+        json.dumps(
+            [dict(number=a, _class_name=DE, kwargs=b, steps=c, error=d) for a, b, c, d in refused]
+        )
     )
     pathlib.Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(args.out, **data)
@@ -230,7 +243,9 @@ def main():
     print("|---|---|---|---|---|---|")
     for cid, num, kwargs, n, diff, same_t, orders, last_noop in table:
         kw = ", ".join(f"{k}={v!r}" for k, v in kwargs.items()) or "(defaults)"
-        note = ("" if same_t else " (timesteps differ)") + (" (last step no-op)" if last_noop else "")
+        note = ("" if same_t else " (timesteps differ)") + (
+            " (last step no-op)" if last_noop else ""
+        )
         print(f"| {cid} | {num} | {kw} | {n} | {''.join(map(str, orders))} | {diff:.1e}{note} |")
     print(f"wrote {args.out}: {len(table)} configs, {len(refused)} refused")
 

@@ -29,14 +29,13 @@ import pathlib
 import sys
 import warnings
 
+import diffusers
 import numpy as np
 import torch
 
-import diffusers
-
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
-from diffusers_gmm import GMM, net_output  # noqa: E402
+from diffusers_gmm import GMM, net_output
 
 OUT = ROOT / "tests" / "data" / "diffusers_golden.npz"
 B = 5
@@ -63,7 +62,14 @@ SAMPLE_CONFIGS = [
     (8, MS, dict(use_exponential_sigmas=True), 12),
     (9, MS, dict(timestep_spacing="leading", steps_offset=1), 10),
     (10, MS, dict(timestep_spacing="trailing"), 10),
-    (11, MS, dict(rescale_betas_zero_snr=True, timestep_spacing="trailing", prediction_type="v_prediction"), 10),
+    (
+        11,
+        MS,
+        dict(
+            rescale_betas_zero_snr=True, timestep_spacing="trailing", prediction_type="v_prediction"
+        ),
+        10,
+    ),
     (12, MS, dict(euler_at_final=True, final_sigmas_type="sigma_min"), 20),
     (13, MS, dict(lower_order_final=False, final_sigmas_type="sigma_min", solver_order=3), 8),
     (14, MS, dict(prediction_type="sample"), 10),
@@ -84,7 +90,12 @@ SAMPLE_CONFIGS = [
     (
         29,
         SS,
-        dict(solver_order=3, timestep_spacing="trailing", rescale_betas_zero_snr=True, prediction_type="v_prediction"),
+        dict(
+            solver_order=3,
+            timestep_spacing="trailing",
+            rescale_betas_zero_snr=True,
+            prediction_type="v_prediction",
+        ),
         11,
     ),
     # 29 without the two options DPMSolverSinglestepScheduler does not have (from_config
@@ -100,7 +111,12 @@ SAMPLE_CONFIGS = [
     (35, UP, dict(**FLOW, flow_shift=3.0), 10),
     (36, UP, dict(lower_order_final=False, solver_order=3, final_sigmas_type="sigma_min"), 8),
     (37, UP, dict(timestep_spacing="leading", steps_offset=1, solver_order=3), 10),
-    (38, UP, dict(solver_type="bh1", predict_x0=False, solver_order=2, final_sigmas_type="sigma_min"), 15),
+    (
+        38,
+        UP,
+        dict(solver_type="bh1", predict_x0=False, solver_order=2, final_sigmas_type="sigma_min"),
+        15,
+    ),
 ]
 
 GRID_CONFIGS = [
@@ -218,7 +234,9 @@ def sample_run(class_name, kwargs, n, x_T, noise, f64):
         for i, t in enumerate(sched.timesteps):
             out = net_output(
                 x.numpy(),
-                np.asarray(t.item()),  # the scheduler's own timestep value (int64 for these three schedulers)
+                np.asarray(
+                    t.item()
+                ),  # the scheduler's own timestep value (int64 for these three schedulers)
                 pred,
                 alphas_cumprod=acp,
                 num_train_timesteps=ntrain,
@@ -294,13 +312,17 @@ def main():
         try:
             r64 = sample_run(class_name, kwargs, n, x_T, noise, f64=True)
             r32 = sample_run(class_name, kwargs, n, x_T, noise, f64=False)
-        except Exception as e:  # noqa: BLE001 - anything diffusers refuses is reported
+        except Exception as e:
             refused.append((num, class_name, kwargs, n, f"{type(e).__name__}: {e}"))
             print(f"#{num} {class_name} {kwargs} N={n}: REFUSED ({type(e).__name__}: {e})")
             continue
         bad = [
             key
-            for key, arr in (("out64", r64["states"]), ("out32", r32["states"]), ("sigmas", r64["sigmas"][:-1]))
+            for key, arr in (
+                ("out64", r64["states"]),
+                ("out32", r32["states"]),
+                ("sigmas", r64["sigmas"][:-1]),
+            )
             if not np.all(np.isfinite(arr))
         ]
         if bad:
@@ -364,24 +386,37 @@ def main():
                 assert np.all(np.isfinite(r64[key])), (gid, key)
                 data[f"{key}/{gid}"] = r64[key]
                 data[f"{key}32/{gid}"] = r32[key]
-        print(f"{gid} {class_name} {kwargs} N={n}: timesteps {np.round(r64['timesteps'], 3).tolist()}")
+        print(
+            f"{gid} {class_name} {kwargs} N={n}: timesteps {np.round(r64['timesteps'], 3).tolist()}"
+        )
 
     data["refused_json"] = np.asarray(
-        json.dumps([dict(brief_number=str(a), _class_name=b, kwargs=c, steps=d, error=e) for a, b, c, d, e in refused])
+        json.dumps(
+            [
+                dict(brief_number=str(a), _class_name=b, kwargs=c, steps=d, error=e)
+                for a, b, c, d, e in refused
+            ]
+        )
     )
     pathlib.Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(args.out, **data)
-    print("\n| id | brief # | class | kwargs (others default) | N | orders used | max abs(out64-out32) |")
+    print(
+        "\n| id | brief # | class | kwargs (others default) | N | orders used | max abs(out64-out32) |"
+    )
     print("|---|---|---|---|---|---|---|")
     short = {MS: "MS", SS: "SS", UP: "UP"}
     for cid, num, class_name, kwargs, n, diff, same_t, orders in table:
         kw = ", ".join(f"{k}={v!r}" for k, v in kwargs.items()) or "(defaults)"
         note = "" if same_t else " (timesteps differ)"
-        print(f"| {cid} | {num} | {short[class_name]} | {kw} | {n} | {''.join(map(str, orders))} | {diff:.1e}{note} |")
+        print(
+            f"| {cid} | {num} | {short[class_name]} | {kw} | {n} | {''.join(map(str, orders))} | {diff:.1e}{note} |"
+        )
     for g, (class_name, kwargs, n) in enumerate(GRID_CONFIGS):
         kw = ", ".join(f"{k}={v!r}" for k, v in kwargs.items()) or "(defaults)"
         print(f"| G{g:03d} | - | {class_name} | {kw} | {n} | grid only | - |")
-    print(f"wrote {args.out}: {len(table)} sampling configs, {len(GRID_CONFIGS)} grid configs, {len(refused)} refused")
+    print(
+        f"wrote {args.out}: {len(table)} sampling configs, {len(GRID_CONFIGS)} grid configs, {len(refused)} refused"
+    )
 
 
 if __name__ == "__main__":

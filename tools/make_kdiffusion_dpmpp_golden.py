@@ -25,18 +25,23 @@ import torch
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
-from diffusers_gmm import GMM, denoise  # noqa: E402
+from diffusers_gmm import GMM, denoise
 
-_spec = importlib.util.spec_from_file_location("make_kdiffusion_golden",
-                                               ROOT / "tools" / "make_kdiffusion_golden.py")
+_spec = importlib.util.spec_from_file_location(
+    "make_kdiffusion_golden", ROOT / "tools" / "make_kdiffusion_golden.py"
+)
 _kd = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_kd)
 
 OUT = ROOT / "tests" / "data" / "kdiffusion_dpmpp_golden.npz"
 B, D = 5, GMM.means.shape[1]
 SEED0 = 50240
-SAMPLERS = [("sample_dpmpp_2m", {}), ("sample_dpmpp_2m_sde", {"solver_type": "midpoint"}),
-            ("sample_dpmpp_2m_sde", {"solver_type": "heun"}), ("sample_dpmpp_3m_sde", {})]
+SAMPLERS = [
+    ("sample_dpmpp_2m", {}),
+    ("sample_dpmpp_2m_sde", {"solver_type": "midpoint"}),
+    ("sample_dpmpp_2m_sde", {"solver_type": "heun"}),
+    ("sample_dpmpp_3m_sde", {}),
+]
 GRIDS = [(n, 0.002, 80.0) for n in (5, 10, 20)] + [(12, 0.03, 14.6)]
 
 
@@ -56,7 +61,10 @@ def main():
     torch.set_default_dtype(torch.float64)
     torch.set_num_threads(1)
     sampling, version, stood_in = _kd.load_kdiffusion_sampling()
-    data = {"kdiffusion_version": np.asarray(version), "torch_version": np.asarray(torch.__version__)}
+    data = {
+        "kdiffusion_version": np.asarray(version),
+        "torch_version": np.asarray(torch.__version__),
+    }
     k = 0
     for name, kw in SAMPLERS:
         for n, smin, smax in GRIDS:
@@ -76,8 +84,9 @@ def main():
             if name.endswith("_sde"):
                 noise = _Noise(z)
                 extra.update(eta=1.0, noise_sampler=noise)
-            out = getattr(sampling, name)(model, torch.from_numpy(x_T.copy()), sigmas,
-                                          disable=True, **extra).numpy()
+            out = getattr(sampling, name)(
+                model, torch.from_numpy(x_T.copy()), sigmas, disable=True, **extra
+            ).numpy()
             assert np.all(np.isfinite(out)) and len(calls) == n
             cfg = dict(sampler=name, n=n, sigma_min=smin, sigma_max=smax, rho=7.0, **kw)
             data[f"config/{cid}"] = np.asarray(json.dumps(cfg))

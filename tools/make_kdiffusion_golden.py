@@ -34,7 +34,7 @@ import torch
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
-from diffusers_gmm import GMM, denoise  # noqa: E402
+from diffusers_gmm import GMM, denoise
 
 OUT = ROOT / "tests" / "data" / "kdiffusion_golden.npz"
 B = 5
@@ -51,7 +51,7 @@ def _torchvision_standin():
     """An empty ``torchvision.transforms.functional`` while utils.py is imported, if needed."""
     try:
         import torchvision.transforms.functional  # noqa: F401
-    except Exception:  # noqa: BLE001 - any import failure: fall back to the stand-in
+    except Exception:
         pass
     else:
         yield False
@@ -76,7 +76,9 @@ def load_kdiffusion_sampling():
     """k_diffusion.sampling from the installed package, without running its __init__."""
     version = importlib.metadata.version("k-diffusion")
     assert version == KD_VERSION, version
-    spec = importlib.util.find_spec("k_diffusion")  # locating a top-level package does not execute it
+    spec = importlib.util.find_spec(
+        "k_diffusion"
+    )  # locating a top-level package does not execute it
     pkg_dir = pathlib.Path(spec.origin).parent
     pkg = types.ModuleType("k_diffusion")
     pkg.__path__ = [str(pkg_dir)]
@@ -85,7 +87,9 @@ def load_kdiffusion_sampling():
     mods = {}
     with _torchvision_standin() as stood_in:
         for name in ("utils", "sampling"):  # sampling does `from . import utils`
-            s = importlib.util.spec_from_file_location(f"k_diffusion.{name}", pkg_dir / f"{name}.py")
+            s = importlib.util.spec_from_file_location(
+                f"k_diffusion.{name}", pkg_dir / f"{name}.py"
+            )
             mod = importlib.util.module_from_spec(s)
             sys.modules[f"k_diffusion.{name}"] = mod
             s.loader.exec_module(mod)
@@ -121,7 +125,9 @@ def configs():
     out = []
     for sampler in SAMPLERS:
         for n, smin, smax, rho in KARRAS:
-            out.append(dict(sampler=sampler, grid="karras", n=n, sigma_min=smin, sigma_max=smax, rho=rho))
+            out.append(
+                dict(sampler=sampler, grid="karras", n=n, sigma_min=smin, sigma_max=smax, rho=rho)
+            )
         for name in CUSTOM:
             out.append(dict(sampler=sampler, grid=name))
     return out
@@ -132,7 +138,9 @@ def configs():
 
 def run(sampling, cfg, seed):
     if cfg["grid"] == "karras":
-        sigmas = sampling.get_sigmas_karras(cfg["n"], cfg["sigma_min"], cfg["sigma_max"], rho=cfg["rho"])
+        sigmas = sampling.get_sigmas_karras(
+            cfg["n"], cfg["sigma_min"], cfg["sigma_max"], rho=cfg["rho"]
+        )
     else:
         sigmas = torch.from_numpy(CUSTOM[cfg["grid"]].copy())
     assert sigmas.dtype == torch.float64, sigmas.dtype
@@ -158,7 +166,9 @@ def run(sampling, cfg, seed):
         assert float(d["sigma_hat"]) == float(d["sigma"])  # s_churn = 0
 
     fn = getattr(sampling, cfg["sampler"])
-    out = fn(model, torch.from_numpy(x_T.copy()), sigmas, callback=callback, disable=True, s_churn=0.0)
+    out = fn(
+        model, torch.from_numpy(x_T.copy()), sigmas, callback=callback, disable=True, s_churn=0.0
+    )
     assert out.dtype == torch.float64
     n_steps = len(sigmas) - 1
     assert cb_i == list(range(n_steps)), cb_i
@@ -203,7 +213,16 @@ def main():
         assert np.all(np.isfinite(r["out"])), cid
         data[f"config/{cid}"] = np.asarray(json.dumps(cfg))
         data[f"seed/{cid}"] = np.asarray(SEED0 + k)
-        for key in ("sigmas", "x_T", "call_sigma", "call_x", "call_denoised", "step_x", "step_denoised", "states"):
+        for key in (
+            "sigmas",
+            "x_T",
+            "call_sigma",
+            "call_x",
+            "call_denoised",
+            "step_x",
+            "step_denoised",
+            "states",
+        ):
             data[f"{key}/{cid}"] = r[key]
         data[f"out/{cid}"] = r["out"]
         # denoiser calls per step, in order (a Heun/DPM-2 step into sigma = 0 makes one)
@@ -211,7 +230,9 @@ def main():
         assert per_step.sum() == r["call_sigma"].size, (cid, per_step, r["call_sigma"])
         data[f"nfe_per_step/{cid}"] = per_step
         rows.append((cid, cfg, r["sigmas"].size - 1, int(r["call_sigma"].size)))
-        print(f"{cid} {json.dumps(cfg)}: {r['sigmas'].size - 1} steps, {r['call_sigma'].size} denoiser calls")
+        print(
+            f"{cid} {json.dumps(cfg)}: {r['sigmas'].size - 1} steps, {r['call_sigma'].size} denoiser calls"
+        )
     pathlib.Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(args.out, **data)
     print("\n| id | sampler | grid | steps | denoiser calls |")

@@ -44,7 +44,9 @@ def _fence_doctests(text: str) -> str:
             indent = line[: len(line) - len(stripped)]
             block = []
             while i < len(lines) and lines[i].strip():  # a doctest run ends at a blank line
-                block.append(lines[i][len(indent):] if lines[i].startswith(indent) else lines[i].strip())
+                block.append(
+                    lines[i][len(indent) :] if lines[i].startswith(indent) else lines[i].strip()
+                )
                 i += 1
             fence = "    " if 0 < len(indent) < 4 else indent  # inside a list item: 4 spaces
             out += [fence + "```pycon"] + [fence + b for b in block] + [fence + "```"]
@@ -100,18 +102,52 @@ def _split_params(text: str) -> str:
         first, *rest = m.group("names").split(", ")
         out.append(f"{indent}{first}: {m.group('desc')}")
         i += 1
-        while i < len(lines) and lines[i].strip() and len(lines[i]) - len(lines[i].lstrip()) > len(indent):
+        while (
+            i < len(lines)
+            and lines[i].strip()
+            and len(lines[i]) - len(lines[i].lstrip()) > len(indent)
+        ):
             out.append(lines[i])  # the entry's continuation lines
             i += 1
         out += [f"{indent}{name}: see `{first}`." for name in rest]
     return "\n".join(out)
 
 
-_SECTIONS = {"args", "arguments", "parameters", "params", "returns", "return", "yields", "yield",
-             "raises", "raise", "attributes", "attrs", "examples", "example", "note", "notes",
-             "warning", "warnings", "warns", "other parameters", "other params", "receives",
-             "see also", "todo", "references", "methods", "functions", "classes", "modules",
-             "keyword args", "keyword arguments", "deprecated", "type aliases"}
+_SECTIONS = {
+    "args",
+    "arguments",
+    "parameters",
+    "params",
+    "returns",
+    "return",
+    "yields",
+    "yield",
+    "raises",
+    "raise",
+    "attributes",
+    "attrs",
+    "examples",
+    "example",
+    "note",
+    "notes",
+    "warning",
+    "warnings",
+    "warns",
+    "other parameters",
+    "other params",
+    "receives",
+    "see also",
+    "todo",
+    "references",
+    "methods",
+    "functions",
+    "classes",
+    "modules",
+    "keyword args",
+    "keyword arguments",
+    "deprecated",
+    "type aliases",
+}
 _ENTRY = re.compile(r"^(?P<indent>[ \t]+)(?P<names>[\w.]+(?:, [\w.]+)*): (?P<desc>.*)$")
 
 
@@ -124,8 +160,12 @@ def _field_lists(text: str) -> str:
         line = lines[i]
         head = line.rstrip()
         nxt = lines[i + 1] if i + 1 < len(lines) else ""
-        if (head.endswith(":") and not line[:1].isspace() and head[:-1].strip().lower() not in _SECTIONS
-                and _ENTRY.match(nxt)):
+        if (
+            head.endswith(":")
+            and not line[:1].isspace()
+            and head[:-1].strip().lower() not in _SECTIONS
+            and _ENTRY.match(nxt)
+        ):
             indent = _ENTRY.match(nxt).group("indent")
             out += [head, ""]
             i += 1

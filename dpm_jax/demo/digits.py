@@ -67,8 +67,9 @@ NULL_LABEL = NUM_CLASSES  # the "no label" token of classifier-free guidance
 IMAGE_SHAPE = (8, 8, 1)
 NUM_TRAIN_STEPS = 1000
 
-DEFAULT_UNET = dict(channels=(16, 32), blocks=1, emb_dim=128, groups=8,
-                    data_mean=-0.39, data_std=0.75)  # load_digits in [-1, 1]: mean -0.389, std 0.752
+DEFAULT_UNET = dict(
+    channels=(16, 32), blocks=1, emb_dim=128, groups=8, data_mean=-0.39, data_std=0.75
+)  # load_digits in [-1, 1]: mean -0.389, std 0.752
 DEFAULT_CLASSIFIER = dict(hidden=256)
 
 # multistep samplers of :func:`generate`: name -> (order, algorithm_type); "ddim" is first order
@@ -112,8 +113,9 @@ class ResBlock(nnx.Module):
         self.conv1 = nnx.Conv(cin, cout, (3, 3), rngs=rngs)
         self.emb = nnx.Linear(emb_dim, cout, rngs=rngs)
         self.norm2 = nnx.GroupNorm(cout, num_groups=groups, rngs=rngs)
-        self.conv2 = nnx.Conv(cout, cout, (3, 3), kernel_init=nnx.initializers.zeros_init(),
-                              rngs=rngs)
+        self.conv2 = nnx.Conv(
+            cout, cout, (3, 3), kernel_init=nnx.initializers.zeros_init(), rngs=rngs
+        )
         self.skip = nnx.Conv(cin, cout, (1, 1), rngs=rngs) if cin != cout else None
 
     def __call__(self, x, emb):
@@ -132,7 +134,8 @@ class UNet(nnx.Module):
     embedding (``NUM_CLASSES + 1`` entries, the last one the null label) added to
     it. Call as ``net(x, t_input, labels)``; it returns the noise prediction
 
-    .. math:: \\hat\\epsilon = \\frac{\\sigma_t (x_t - \\alpha_t \\mu)}{\\alpha_t^2 s^2 + \\sigma_t^2}
+    .. math::
+        \\hat\\epsilon = \\frac{\\sigma_t (x_t - \\alpha_t \\mu)}{\\alpha_t^2 s^2 + \\sigma_t^2}
               + \\frac{\\alpha_t s}{\\sqrt{\\alpha_t^2 s^2 + \\sigma_t^2}} F(x_t, t, y)
 
     with F the convolutional network and mu, s the data's mean and std: the
@@ -144,8 +147,17 @@ class UNet(nnx.Module):
     at high noise (1 / alpha_T ~ 160), and some ODE trajectories drift away.
     """
 
-    def __init__(self, channels=(32, 64), blocks: int = 2, emb_dim: int = 128, groups: int = 8,
-                 data_mean: float = 0.0, data_std: float = 1.0, *, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        channels=(32, 64),
+        blocks: int = 2,
+        emb_dim: int = 128,
+        groups: int = 8,
+        data_mean: float = 0.0,
+        data_std: float = 1.0,
+        *,
+        rngs: nnx.Rngs,
+    ):
         self.emb_dim = emb_dim
         self.data_mean, self.data_std = float(data_mean), float(data_std)
         self.time1 = nnx.Linear(emb_dim, emb_dim, rngs=rngs)
@@ -153,7 +165,8 @@ class UNet(nnx.Module):
         self.label = nnx.Embed(NUM_CLASSES + 1, emb_dim, rngs=rngs)
         c0 = channels[0]
         self.conv_in = nnx.Conv(1, c0, (3, 3), rngs=rngs)
-        down, skips, c = [], [c0], c0
+        down: list[nnx.Module] = []
+        skips, c = [c0], c0
         for level, ch in enumerate(channels):
             for _ in range(blocks):
                 down.append(ResBlock(c, ch, emb_dim, groups, rngs=rngs))
@@ -164,7 +177,7 @@ class UNet(nnx.Module):
                 skips.append(c)
         self.down = nnx.List(down)
         self.mid = nnx.List([ResBlock(c, c, emb_dim, groups, rngs=rngs) for _ in range(2)])
-        up = []
+        up: list[nnx.Module] = []
         for level, ch in reversed(list(enumerate(channels))):
             for _ in range(blocks + 1):
                 up.append(ResBlock(c + skips.pop(), ch, emb_dim, groups, rngs=rngs))
@@ -173,8 +186,7 @@ class UNet(nnx.Module):
                 up.append(nnx.Conv(c, c, (3, 3), rngs=rngs))  # after a nearest 2x upsampling
         self.up = nnx.List(up)
         self.norm_out = nnx.GroupNorm(c, num_groups=groups, rngs=rngs)
-        self.conv_out = nnx.Conv(c, 1, (3, 3), kernel_init=nnx.initializers.zeros_init(),
-                                 rngs=rngs)
+        self.conv_out = nnx.Conv(c, 1, (3, 3), kernel_init=nnx.initializers.zeros_init(), rngs=rngs)
 
     def preconditioning(self, t_input):
         """(alpha_t, sigma_t, c_skip, c_out) at the DDPM step t_input (B,), as in the schedule:
@@ -184,7 +196,7 @@ class UNet(nnx.Module):
         log_alpha = jnp.interp(t, jnp.arange(NUM_TRAIN_STEPS, dtype=jnp.float32), log_alpha_table)
         alpha = jnp.exp(log_alpha)
         sigma = jnp.sqrt(-jnp.expm1(2.0 * log_alpha))
-        var = alpha ** 2 * self.data_std ** 2 + sigma ** 2
+        var = alpha**2 * self.data_std**2 + sigma**2
         return alpha, sigma, sigma / var, alpha * self.data_std / jnp.sqrt(var)
 
     def __call__(self, x, t_input, labels):
@@ -246,8 +258,9 @@ class Bundle(NamedTuple):
 
     def classifier(self, params=None) -> Classifier:
         """The classifier module with ``params`` (default: the bundle's)."""
-        return nnx.merge(self.classifier_graph,
-                         self.classifier_params if params is None else params)
+        return nnx.merge(
+            self.classifier_graph, self.classifier_params if params is None else params
+        )
 
 
 def checkpoint_path():
@@ -259,18 +272,28 @@ def _abstract(cls, config):
     return nnx.eval_shape(lambda: cls(**config, rngs=nnx.Rngs(0)))
 
 
-def save(path, unet: UNet, classifier: Classifier, unet_config: dict, classifier_config: dict,
-         meta: dict | None = None, dtype=np.float16) -> int:
+def save(
+    path,
+    unet: UNet,
+    classifier: Classifier,
+    unet_config: dict,
+    classifier_config: dict,
+    meta: dict | None = None,
+    dtype=np.float16,
+) -> int:
     """Writes both models to ``path`` with ``flax.serialization`` (msgpack), parameters in
     ``dtype`` (float16 halves the file; they are cast back to float32 on load). Returns bytes."""
 
     def pure(module):
-        return jax.tree_util.tree_map(lambda a: np.asarray(a, dtype),
-                                      nnx.to_pure_dict(nnx.state(module, nnx.Param)))
+        return jax.tree_util.tree_map(
+            lambda a: np.asarray(a, dtype), nnx.to_pure_dict(nnx.state(module, nnx.Param))
+        )
 
     payload = {
         "format": "dpm_jax.digits/1",
-        "unet_config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in unet_config.items()},
+        "unet_config": {
+            k: (list(v) if isinstance(v, tuple) else v) for k, v in unet_config.items()
+        },
         "classifier_config": dict(classifier_config),
         "unet": pure(unet),
         "classifier": pure(classifier),
@@ -297,8 +320,9 @@ def load(path=None) -> Bundle:
     payload = serialization.msgpack_restore(data)
     if payload.get("format") != "dpm_jax.digits/1":
         raise ValueError(f"{path or checkpoint_path()}: not a dpm_jax digits checkpoint.")
-    unet_config = {k: (tuple(v) if isinstance(v, list) else v)
-                   for k, v in payload["unet_config"].items()}
+    unet_config = {
+        k: (tuple(v) if isinstance(v, list) else v) for k, v in payload["unet_config"].items()
+    }
 
     def restore(cls, config, pure):
         graph, state = nnx.split(_abstract(cls, config))
@@ -327,28 +351,50 @@ def guided_model(graph, params, labels, guidance_scale=DEFAULT_GUIDANCE_SCALE, s
         return nnx.merge(graph, params)(x, t_input, cond).astype(x.dtype)
 
     return dpm_jax.model_wrapper(
-        net, sched, model_type="noise", guidance_type="classifier-free",
-        condition=labels, unconditional_condition=jnp.full_like(labels, NULL_LABEL),
-        guidance_scale=guidance_scale)
+        net,
+        sched,
+        model_type="noise",
+        guidance_type="classifier-free",
+        condition=labels,
+        unconditional_condition=jnp.full_like(labels, NULL_LABEL),
+        guidance_scale=guidance_scale,
+    )
 
 
-
-
-def _generate(params, x_T, labels, guidance_scale, *, graph, steps, order, algorithm_type,
-              skip_type):
+def _generate(
+    params, x_T, labels, guidance_scale, *, graph, steps, order, algorithm_type, skip_type
+):
     model = guided_model(graph, params, labels, guidance_scale)
-    return dpm_jax.sample(model, x_T, model.schedule, steps=steps, order=order,
-                          method="multistep", algorithm_type=algorithm_type,
-                          skip_type=skip_type, return_info=True)
+    return dpm_jax.sample(
+        model,
+        x_T,
+        model.schedule,
+        steps=steps,
+        order=order,
+        method="multistep",
+        algorithm_type=algorithm_type,
+        skip_type=skip_type,
+        return_info=True,
+    )
 
 
-_generate_jit = jax.jit(_generate, static_argnames=("graph", "steps", "order", "algorithm_type",
-                                                    "skip_type"))
+_generate_jit = jax.jit(
+    _generate, static_argnames=("graph", "steps", "order", "algorithm_type", "skip_type")
+)
 
 
-def generate(bundle: Bundle, labels, key, *, steps: int = 10, method: str = "dpmsolver++",
-             guidance_scale=DEFAULT_GUIDANCE_SCALE, skip_type: str = DEFAULT_SKIP_TYPE, params=None,
-             return_info: bool = False):
+def generate(
+    bundle: Bundle,
+    labels,
+    key,
+    *,
+    steps: int = 10,
+    method: str = "dpmsolver++",
+    guidance_scale=DEFAULT_GUIDANCE_SCALE,
+    skip_type: str = DEFAULT_SKIP_TYPE,
+    params=None,
+    return_info: bool = False,
+):
     """Samples one digit per label: multistep DPM-Solver / DPM-Solver++ with guidance.
 
     ``method`` is a key of :data:`SOLVERS`: "dpmsolver++" (2M), "ddim" (first
@@ -362,10 +408,17 @@ def generate(bundle: Bundle, labels, key, *, steps: int = 10, method: str = "dpm
     order, algorithm_type = SOLVERS[method]
     labels = jnp.asarray(labels, jnp.int32)
     x_T = jax.random.normal(key, (labels.shape[0],) + IMAGE_SHAPE, jnp.float32)
-    x0, info = _generate_jit(bundle.unet_params if params is None else params, x_T, labels,
-                             jnp.asarray(guidance_scale, jnp.float32), graph=bundle.unet_graph,
-                             steps=int(steps), order=order, algorithm_type=algorithm_type,
-                             skip_type=skip_type)
+    x0, info = _generate_jit(
+        bundle.unet_params if params is None else params,
+        x_T,
+        labels,
+        jnp.asarray(guidance_scale, jnp.float32),
+        graph=bundle.unet_graph,
+        steps=int(steps),
+        order=order,
+        algorithm_type=algorithm_type,
+        skip_type=skip_type,
+    )
     return (x0, info) if return_info else x0
 
 

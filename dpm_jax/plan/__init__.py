@@ -11,13 +11,36 @@
 """
 
 from dpm_jax.plan.build import build_plan, plan_run
-from dpm_jax.plan.grids import (DiffusersGrid, ExplicitGrid, Spacing, grid_from_options,
-                                grid_nodes, time_grid)
+from dpm_jax.plan.grids import (
+    DiffusersGrid,
+    ExplicitGrid,
+    Spacing,
+    grid_from_options,
+    grid_nodes,
+    time_grid,
+)
 from dpm_jax.plan.nodes import DATA_NODE, Node
 from dpm_jax.plan.orders import DIFFUSERS, REFERENCE, OrderRule
 from dpm_jax.plan.solvers import METHODS, SOLVERS, Run, Solver
 from dpm_jax.plan.table import Plan
 
-__all__ = ["DATA_NODE", "DIFFUSERS", "DiffusersGrid", "ExplicitGrid", "METHODS", "Node",
-           "OrderRule", "Plan", "REFERENCE", "Run", "SOLVERS", "Solver", "Spacing", "build_plan",
-           "grid_from_options", "grid_nodes", "plan_run", "time_grid"]
+__all__ = [
+    "DATA_NODE",
+    "DIFFUSERS",
+    "DiffusersGrid",
+    "ExplicitGrid",
+    "METHODS",
+    "Node",
+    "OrderRule",
+    "Plan",
+    "REFERENCE",
+    "Run",
+    "SOLVERS",
+    "Solver",
+    "Spacing",
+    "build_plan",
+    "grid_from_options",
+    "grid_nodes",
+    "plan_run",
+    "time_grid",
+]

@@ -27,35 +27,47 @@ def plan_run(schedule: Schedule, options: SolverOptions, direction: str | None =
     "up" (inverse) or None (either, from the span)."""
     solver = registry.get(options.method)
     if solver.adaptive:
-        solver.emit(None, None)  # raises: the adaptive solver has no plan
+        raise ValueError(
+            f"build_plan(): method={options.method!r} chooses its grid on the fly "
+            f"and has no plan; call dpm_jax.sample(..., method={options.method!r})."
+        )
     grid = grids.grid_from_options(options)
-    t_start, t_end, steps = grid.span(schedule, options.t_start, options.t_end, options.steps,
-                                      direction)
+    t_start, t_end, steps = grid.span(
+        schedule, options.t_start, options.t_end, options.steps, direction
+    )
     nodes = grid.nodes(schedule, t_start, t_end, steps)
     alg = options.algorithm
     run = Run(schedule, grid, nodes, t_start, t_end, steps, options, alg)
     ends = [nodes[0].p.lam, nodes[-1].p.lam]
     upwards = ends[1] < ends[0]
     if upwards and not all(np.isfinite(ends)):
-        raise ValueError(f"Inversion (t_start < t_end) needs a finite half log-SNR at both ends: "
-                         f"it is {ends[0]} at t_start={t_start} and {ends[1]} at t_end={t_end} "
-                         "(sigma = 0 or alpha = 0 there; the ODE is singular at the data and at pure "
-                         "noise). Move t_start/t_end inside the schedule.")
+        raise ValueError(
+            f"Inversion (t_start < t_end) needs a finite half log-SNR at both ends: "
+            f"it is {ends[0]} at t_start={t_start} and {ends[1]} at t_end={t_end} "
+            "(sigma = 0 or alpha = 0 there; the ODE is singular at the data and at pure "
+            "noise). Move t_start/t_end inside the schedule."
+        )
     if upwards and alg.stochastic:
-        raise ValueError(f"algorithm_type={options.algorithm_type!r} is stochastic and samples "
-                         "downwards only; invert (t_start < t_end) with the deterministic "
-                         "'dpmsolver++' or 'dpmsolver'.")
+        raise ValueError(
+            f"algorithm_type={options.algorithm_type!r} is stochastic and samples "
+            "downwards only; invert (t_start < t_end) with the deterministic "
+            "'dpmsolver++' or 'dpmsolver'."
+        )
     if not alg.data and ends[0] == -np.inf:
-        raise ValueError(f"algorithm_type={options.algorithm_type!r} integrates the noise "
-                         "prediction, which is undefined at alpha = 0 (pure noise, lambda = -inf) "
-                         "where this run starts; use 'dpmsolver++' / 'sde-dpmsolver++', or start at "
-                         "t_start < T.")
+        raise ValueError(
+            f"algorithm_type={options.algorithm_type!r} integrates the noise "
+            "prediction, which is undefined at alpha = 0 (pure noise, lambda = -inf) "
+            "where this run starts; use 'dpmsolver++' / 'sde-dpmsolver++', or start at "
+            "t_start < T."
+        )
     if options.denoise_to_zero and ends[1] == np.inf:
         raise ValueError("denoise_to_zero=True: this run already ends on the data (sigma = 0).")
     solver.check(run)
     rows = Rows(schedule, alg.data)
     solver.emit(rows, run)
-    if options.denoise_to_zero:  # x0 = D(x, t_end): for noise prediction D = (x - sigma eps) / alpha
+    if (
+        options.denoise_to_zero
+    ):  # x0 = D(x, t_end): for noise prediction D = (x - sigma eps) / alpha
         p = point(schedule, t_end)
         alpha = np.exp(p.log_alpha)
         i = len(rows.t)
@@ -63,8 +75,9 @@ def plan_run(schedule: Schedule, options: SolverOptions, direction: str | None =
             rows.add(t_end, 0.0, {i: 1.0}, True)
         else:
             rows.add(t_end, 1.0 / alpha, {i: -p.sigma / alpha}, True)
-    return plan_from_rows(rows, options.algorithm_type, solver.include_start,
-                          options.denoise_to_zero)
+    return plan_from_rows(
+        rows, options.algorithm_type, solver.include_start, options.denoise_to_zero
+    )
 
 
 def build_plan(

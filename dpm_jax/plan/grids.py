@@ -31,8 +31,17 @@ from dpm_jax.plan.nodes import DATA_NODE, Node, node
 from dpm_jax.plan.orders import DIFFUSERS, REFERENCE, OrderRule
 from dpm_jax.schedules import Schedule
 
-__all__ = ["SKIP_TYPES", "SPACINGS", "NODE_SKIPS", "Spacing", "DiffusersGrid", "ExplicitGrid",
-           "grid_from_options", "grid_nodes", "time_grid"]
+__all__ = [
+    "SKIP_TYPES",
+    "SPACINGS",
+    "NODE_SKIPS",
+    "Spacing",
+    "DiffusersGrid",
+    "ExplicitGrid",
+    "grid_from_options",
+    "grid_nodes",
+    "time_grid",
+]
 
 #: The reference implementation's spacings.
 SPACINGS = ("time_uniform", "logSNR", "time_quadratic")
@@ -47,7 +56,9 @@ _DISCRETE_SKIPS = ("linspace", "leading", "trailing")
 SIGMA_RTOL = 1e-3
 
 
-def time_grid(schedule: Schedule, skip_type: str, t_start: float, t_end: float, n: int) -> np.ndarray:
+def time_grid(
+    schedule: Schedule, skip_type: str, t_start: float, t_end: float, n: int
+) -> np.ndarray:
     """n + 1 times from t_start to t_end (either direction), float64.
 
     "time_uniform": linspace(t_start, t_end); "logSNR": t(linspace(lambda(t_start),
@@ -57,10 +68,12 @@ def time_grid(schedule: Schedule, skip_type: str, t_start: float, t_end: float, 
         lam0 = schedule.marginal_lambda(np.float64(t_start))
         lam1 = schedule.marginal_lambda(np.float64(t_end))
         if not (np.isfinite(lam0) and np.isfinite(lam1)):
-            raise ValueError(f"skip_type='logSNR' spaces the half log-SNR uniformly and needs it "
-                             f"finite at both ends; it is {lam0} at t_start={t_start} and {lam1} at "
-                             f"t_end={t_end} (alpha = 0 or sigma = 0 there). Move t_start/t_end "
-                             "inside, or use 'time_uniform' / 'karras' with final_sigmas_type='zero'.")
+            raise ValueError(
+                f"skip_type='logSNR' spaces the half log-SNR uniformly and needs it "
+                f"finite at both ends; it is {lam0} at t_start={t_start} and {lam1} at "
+                f"t_end={t_end} (alpha = 0 or sigma = 0 there). Move t_start/t_end "
+                "inside, or use 'time_uniform' / 'karras' with final_sigmas_type='zero'."
+            )
         lam = np.linspace(lam0, lam1, n + 1)
         return schedule.inverse_lambda(lam)
     if skip_type == "time_uniform":
@@ -79,14 +92,17 @@ def _sigma_hat(lam):
 def _table_index(schedule: Schedule, lam) -> np.ndarray:
     """diffusers' ``_sigma_to_t``: the fractional table index of half log-SNR lam,
     linear in log sigma between entries, clamped to the table."""
-    t_array, log_alphas = schedule.marginal_log_alpha.table
+    t_array, log_alphas = schedule.marginal_log_alpha.table  # type: ignore[attr-defined]
     with np.errstate(divide="ignore"):
         log_sig = 0.5 * np.log(-np.expm1(2.0 * log_alphas)) - log_alphas  # -lambda_n, increasing
-    return np.interp(-np.asarray(lam, np.float64), log_sig, np.arange(log_sig.shape[0], dtype=np.float64))
+    return np.interp(
+        -np.asarray(lam, np.float64), log_sig, np.arange(log_sig.shape[0], dtype=np.float64)
+    )
 
 
 def _discrete_timesteps(skip_type: str, n_train: int, n: int, steps_offset: int) -> np.ndarray:
     """diffusers' integer timesteps (``set_timesteps``) of a discrete model, descending."""
+    ts: np.ndarray
     if skip_type == "linspace":
         ts = np.linspace(0, n_train - 1, n + 1).round()[::-1][:-1]
     elif skip_type == "leading":
@@ -97,9 +113,16 @@ def _discrete_timesteps(skip_type: str, n_train: int, n: int, steps_offset: int)
     return ts.astype(np.int64)
 
 
-def grid_nodes(schedule: Schedule, skip_type: str, t_start: float, t_end: float, steps: int,
-               final_sigmas_type: str | None = None, karras_rho: float = 7.0,
-               steps_offset: int = 0) -> list[Node]:
+def grid_nodes(
+    schedule: Schedule,
+    skip_type: str,
+    t_start: float,
+    t_end: float,
+    steps: int,
+    final_sigmas_type: str | None = None,
+    karras_rho: float = 7.0,
+    steps_offset: int = 0,
+) -> list[Node]:
     """The steps + 1 grid nodes of a run, from t_start towards t_end.
 
     Without ``final_sigmas_type`` the nodes are the :func:`time_grid` (or, for
@@ -119,36 +142,51 @@ def grid_nodes(schedule: Schedule, skip_type: str, t_start: float, t_end: float,
     n_pts = steps if with_final else steps + 1
     if skip_type in ("linspace", "leading", "trailing"):
         if not schedule.is_discrete:
-            raise ValueError(f"skip_type={skip_type!r} is diffusers' spacing of a discrete table; "
-                             f"the {schedule.name!r} schedule is continuous (use 'time_uniform', "
-                             "'logSNR', 'karras' or 'exponential').")
+            raise ValueError(
+                f"skip_type={skip_type!r} is diffusers' spacing of a discrete table; "
+                f"the {schedule.name!r} schedule is continuous (use 'time_uniform', "
+                "'logSNR', 'karras' or 'exponential')."
+            )
         if not with_final:
-            raise AssertionError("internal: discrete spacing without a final node")  # pragma: no cover
+            raise AssertionError(
+                "internal: discrete spacing without a final node"
+            )  # pragma: no cover
         n_train = schedule.total_N
         ks = _discrete_timesteps(skip_type, n_train, steps, steps_offset)
         if ks.shape[0] != steps or ks.min() < 0 or ks.max() >= n_train:
-            raise ValueError(f"skip_type={skip_type!r} with steps={steps} and steps_offset="
-                             f"{steps_offset} gives timesteps {ks.tolist()} outside the table "
-                             f"0..{n_train - 1}.")
+            raise ValueError(
+                f"skip_type={skip_type!r} with steps={steps} and steps_offset="
+                f"{steps_offset} gives timesteps {ks.tolist()} outside the table "
+                f"0..{n_train - 1}."
+            )
         nodes = [node(schedule, (k + 1.0) / n_train, k * 1000.0 / n_train) for k in ks]
     elif skip_type in ("karras", "exponential"):
         lam0 = float(schedule.marginal_lambda(np.float64(t_start)))
         lam1 = float(schedule.marginal_lambda(np.float64(t_end)))
         if not (np.isfinite(lam0) and lam1 > -np.inf) or not np.isfinite(_sigma_hat(lam0)):
-            raise ValueError(f"skip_type={skip_type!r} needs a finite noise level sigma/alpha at "
-                             f"t_start={t_start} (alpha = 0 there); start slightly below T.")
+            raise ValueError(
+                f"skip_type={skip_type!r} needs a finite noise level sigma/alpha at "
+                f"t_start={t_start} (alpha = 0 there); start slightly below T."
+            )
         s0, s1 = _sigma_hat(lam0), _sigma_hat(lam1)
         if with_final and s1 == 0.0:
-            raise ValueError(f"final_sigmas_type={final_sigmas_type!r} appends a final node after the "
-                             f"{skip_type!r} grid, which already ends on the data at t_end={t_end} "
-                             "(sigma = 0); pass a t_end with sigma > 0, or final_sigmas_type=None.")
+            raise ValueError(
+                f"final_sigmas_type={final_sigmas_type!r} appends a final node after the "
+                f"{skip_type!r} grid, which already ends on the data at t_end={t_end} "
+                "(sigma = 0); pass a t_end with sigma > 0, or final_sigmas_type=None."
+            )
         ramp = np.linspace(0.0, 1.0, n_pts)
         if skip_type == "karras":
-            sig = (s0 ** (1.0 / karras_rho) + ramp * (s1 ** (1.0 / karras_rho) - s0 ** (1.0 / karras_rho))) ** karras_rho
+            sig = (
+                s0 ** (1.0 / karras_rho)
+                + ramp * (s1 ** (1.0 / karras_rho) - s0 ** (1.0 / karras_rho))
+            ) ** karras_rho
         else:
             if s1 == 0.0:
-                raise ValueError("skip_type='exponential' needs sigma > 0 at t_end; use "
-                                 "final_sigmas_type='zero' to end on the data.")
+                raise ValueError(
+                    "skip_type='exponential' needs sigma > 0 at t_end; use "
+                    "final_sigmas_type='zero' to end on the data."
+                )
             sig = np.exp(np.log(s0) + ramp * (np.log(s1) - np.log(s0)))
         with np.errstate(divide="ignore"):
             lams = -np.log(sig)
@@ -167,9 +205,11 @@ def grid_nodes(schedule: Schedule, skip_type: str, t_start: float, t_end: float,
     if with_final:
         nodes.append(DATA_NODE if final_sigmas_type == "zero" else node(schedule, schedule.t_eps))
         if nodes[-1].p.lam < nodes[-2].p.lam:
-            raise ValueError(f"final_sigmas_type='sigma_min' ends on the schedule's t_eps="
-                             f"{schedule.t_eps:g}, noisier than the grid's last node at t_end="
-                             f"{t_end:g}; pass t_end >= t_eps or final_sigmas_type='zero'.")
+            raise ValueError(
+                f"final_sigmas_type='sigma_min' ends on the schedule's t_eps="
+                f"{schedule.t_eps:g}, noisier than the grid's last node at t_end="
+                f"{t_end:g}; pass t_end >= t_eps or final_sigmas_type='zero'."
+            )
     return nodes
 
 
@@ -214,14 +254,24 @@ class DiffusersGrid:
     def span(self, schedule: Schedule, t_start, t_end, steps, direction):
         t_start, t_end = _checks.check_times(schedule, t_start, t_end, direction)
         if t_start < t_end:
-            raise ValueError("final_sigmas_type, euler_at_final and the diffusers spacings "
-                             f"(skip_type={self.skip_type!r}) are for sampling (t_start > t_end), "
-                             "not inversion.")
+            raise ValueError(
+                "final_sigmas_type, euler_at_final and the diffusers spacings "
+                f"(skip_type={self.skip_type!r}) are for sampling (t_start > t_end), "
+                "not inversion."
+            )
         return t_start, t_end, 20 if steps is None else steps
 
     def nodes(self, schedule: Schedule, t_start, t_end, steps) -> list[Node]:
-        return grid_nodes(schedule, self.skip_type, t_start, t_end, steps, self.final_sigmas_type,
-                          self.karras_rho, self.steps_offset)
+        return grid_nodes(
+            schedule,
+            self.skip_type,
+            t_start,
+            t_end,
+            steps,
+            self.final_sigmas_type,
+            self.karras_rho,
+            self.steps_offset,
+        )
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -252,9 +302,11 @@ class ExplicitGrid:
             bad = (v > t_max * (1 + 1e-12)) | (v < t_min * (1 - 1e-12)) | (v < 0)
             if np.any(bad):
                 lo = "[1/N, T]" if schedule.is_discrete else "[0, T]"
-                raise ValueError(f"`timesteps` must lie in the schedule's time range {lo} = "
-                                 f"[{t_min:g}, {t_max:g}]; entry {int(np.argmax(bad))} is "
-                                 f"{v[np.argmax(bad)]!r}.")
+                raise ValueError(
+                    f"`timesteps` must lie in the schedule's time range {lo} = "
+                    f"[{t_min:g}, {t_max:g}]; entry {int(np.argmax(bad))} is "
+                    f"{v[np.argmax(bad)]!r}."
+                )
             ts = v
         return float(ts[0]), float(ts[-1]), v.shape[0] - 1
 
@@ -272,9 +324,11 @@ class ExplicitGrid:
         inside |= v == 0.0  # a final 0 (checked by the options to be last)
         if not np.all(inside):
             i = int(np.argmin(inside))
-            raise ValueError(f"`sigmas` must lie in the schedule's range of sigma / alpha, "
-                             f"[{s_min:g}, {s_max:g}] (a last entry may be 0, the data); entry {i} "
-                             f"is {v[i]!r}.")
+            raise ValueError(
+                f"`sigmas` must lie in the schedule's range of sigma / alpha, "
+                f"[{s_min:g}, {s_max:g}] (a last entry may be 0, the data); entry {i} "
+                f"is {v[i]!r}."
+            )
         ts = np.asarray(schedule.inverse_lambda(np.clip(lam, lam_lo, lam_hi)), np.float64)
         return np.where(v == 0.0, DATA_NODE.t, ts)
 

@@ -28,8 +28,11 @@ class Node(NamedTuple):
 def node(schedule: Schedule, t, t_input=None) -> Node:
     """The node at time t (float64); ``t_input`` defaults to ``schedule.time_input(t)``."""
     t = np.float64(t)
-    return Node(float(t), float(schedule.time_input(t) if t_input is None else t_input),
-                C.point(schedule, t))
+    return Node(
+        float(t),
+        float(schedule.time_input(t) if t_input is None else t_input),
+        C.point(schedule, t),
+    )
 
 
 def point(schedule: Schedule, t) -> C.Point:

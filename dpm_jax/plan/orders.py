@@ -19,16 +19,30 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
-__all__ = ["OrderRule", "REFERENCE", "DIFFUSERS", "multistep_orders", "singlestep_orders",
-           "expand_groups", "diffusers_singlestep_orders", "cap_orders", "cap_call_orders"]
+__all__ = [
+    "OrderRule",
+    "REFERENCE",
+    "DIFFUSERS",
+    "multistep_orders",
+    "singlestep_orders",
+    "expand_groups",
+    "diffusers_singlestep_orders",
+    "cap_orders",
+    "cap_call_orders",
+]
 
 
-def multistep_orders(steps: int, order: int, lower_order_final: bool, euler_at_final: bool = False,
-                     threshold: float = 10) -> list[int]:
+def multistep_orders(
+    steps: int,
+    order: int,
+    lower_order_final: bool,
+    euler_at_final: bool = False,
+    threshold: float = 10,
+) -> list[int]:
     """Order of each multistep (or UniPC) step k = 1 .. steps: warm-up min(order, k); with
     ``lower_order_final`` and steps < threshold the last steps drop to
     min(order, steps + 1 - k); ``euler_at_final`` makes the last step first order.
@@ -74,8 +88,9 @@ def expand_groups(groups) -> list[int]:
     return [j for o in groups for j in range(1, o + 1)]
 
 
-def diffusers_singlestep_orders(steps: int, order: int, lower_order_final: bool,
-                                final_zero: bool) -> list[int]:
+def diffusers_singlestep_orders(
+    steps: int, order: int, lower_order_final: bool, final_zero: bool
+) -> list[int]:
     """Per-call orders of diffusers' DPMSolverSinglestepScheduler (``get_order_list``):
     with lower_order_final, order 3: [1,2,3]*(n//3 - 1) + [1,2] + [1] (n % 3 == 0),
     [1,2,3]*(n//3) + [1] (== 1), [1,2,3]*(n//3) + [1,2] (== 2); order 2: [1,2]*(n//2 - 1)
@@ -89,10 +104,15 @@ def diffusers_singlestep_orders(steps: int, order: int, lower_order_final: bool,
     elif not lower_order_final:
         orders = list(range(1, order + 1)) * (steps // order)
     elif order == 3:
-        orders = {0: [1, 2, 3] * (steps // 3 - 1) + [1, 2, 1], 1: [1, 2, 3] * (steps // 3) + [1],
-                  2: [1, 2, 3] * (steps // 3) + [1, 2]}[steps % 3]
+        orders = {
+            0: [1, 2, 3] * (steps // 3 - 1) + [1, 2, 1],
+            1: [1, 2, 3] * (steps // 3) + [1],
+            2: [1, 2, 3] * (steps // 3) + [1, 2],
+        }[steps % 3]
     else:
-        orders = [1, 2] * (steps // 2 - 1) + [1, 1] if steps % 2 == 0 else [1, 2] * (steps // 2) + [1]
+        orders = (
+            [1, 2] * (steps // 2 - 1) + [1, 1] if steps % 2 == 0 else [1, 2] * (steps // 2) + [1]
+        )
     if final_zero:
         orders[-1] = 1
     return orders
@@ -122,17 +142,21 @@ class OrderRule:
     unipc_threshold: float
     singlestep_calls: Callable[[int, int, bool, bool], list[int]]
 
-    def multistep(self, steps: int, order: int, lower_order_final: bool,
-                  euler_at_final: bool = False) -> list[int]:
+    def multistep(
+        self, steps: int, order: int, lower_order_final: bool, euler_at_final: bool = False
+    ) -> list[int]:
         """Per-step orders of a multistep run (:func:`multistep_orders`)."""
-        return multistep_orders(steps, order, lower_order_final, euler_at_final,
-                                self.multistep_threshold)
+        return multistep_orders(
+            steps, order, lower_order_final, euler_at_final, self.multistep_threshold
+        )
 
-    def unipc(self, steps: int, order: int, lower_order_final: bool,
-              euler_at_final: bool = False) -> list[int]:
+    def unipc(
+        self, steps: int, order: int, lower_order_final: bool, euler_at_final: bool = False
+    ) -> list[int]:
         """Per-step orders of a UniPC run (:func:`multistep_orders`)."""
-        return multistep_orders(steps, order, lower_order_final, euler_at_final,
-                                self.unipc_threshold)
+        return multistep_orders(
+            steps, order, lower_order_final, euler_at_final, self.unipc_threshold
+        )
 
 
 REFERENCE = OrderRule("reference", 10, 10, _reference_singlestep_calls)
@@ -170,7 +194,7 @@ def cap_call_orders(call_orders, nodes):
     for c, o in enumerate(call_orders):
         o = min(o, c - anchor + 1)
         while o > 1:
-            used = lam[c - o + 1:c + 2]
+            used = lam[c - o + 1 : c + 2]
             if all(np.isfinite(used)) and len(set(used)) == len(used):
                 break
             o -= 1

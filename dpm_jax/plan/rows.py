@@ -27,7 +27,11 @@ class Rows:
 
     def __init__(self, schedule: Schedule, data: bool):
         self.schedule, self.data = schedule, data
-        self.nodes, self.x_lin, self.m_lin, self.ends_step, self.noise = [], [], [], [], []
+        self.nodes: list[Node] = []
+        self.x_lin: list[dict] = []  # {row: weight of its point}
+        self.m_lin: list[dict] = []  # {row: weight of its model value}
+        self.ends_step: list[bool] = []
+        self.noise: list[float] = []
 
     @property
     def t(self):
@@ -41,10 +45,14 @@ class Rows:
             node = make_node(self.schedule, node)
         i = len(self.nodes)
         if noise and anchor_row not in (None, i):
-            raise AssertionError("internal: noise in a row with a distant anchor")  # pragma: no cover
+            raise AssertionError(
+                "internal: noise in a row with a distant anchor"
+            )  # pragma: no cover
         coefs = [float(anchor_coef), float(noise)] + [float(c) for c in lin.values()]
         if not np.all(np.isfinite(coefs)):
-            raise AssertionError(f"internal: non-finite coefficient in row {i}: {coefs}")  # pragma: no cover
+            raise AssertionError(
+                f"internal: non-finite coefficient in row {i}: {coefs}"
+            )  # pragma: no cover
         self.noise.append(float(noise))
         self.nodes.append(node)
         self.x_lin.append({i if anchor_row is None else anchor_row: float(anchor_coef)})
@@ -60,13 +68,16 @@ class Rows:
         row k in its final form, leaves only x_r.
         """
         r_total = len(self.t)
-        c, d = [], []
+        c: list[float] = []
+        d: list[dict] = []
         for r in range(r_total):
             ((k, coef_x),) = self.x_lin[r].items()
             lin = dict(self.m_lin[r])
             while k < r:
                 if c[k] == 0.0:
-                    raise AssertionError(f"internal: row {k} has no weight on its point")  # pragma: no cover
+                    raise AssertionError(
+                        f"internal: row {k} has no weight on its point"
+                    )  # pragma: no cover
                 coef_x = coef_x / c[k]
                 for kk, v in d[k].items():
                     lin[kk] = lin.get(kk, 0.0) - coef_x * v
@@ -89,7 +100,8 @@ def first_order(data: bool, ps: C.Point, pt: C.Point):
     Data prediction: ``x_t = (sigma_t / sigma_s) x_s + alpha_t (1 - e^{-h}) x0`` is
     finite for h = +inf (it is ``sigma_t x_s + alpha_t x0`` from alpha_s = 0 and
     ``alpha_t x0`` to sigma_t = 0). Noise prediction to sigma_t = 0 uses the limit
-    ``sigma_t (e^h - 1) -> alpha_t sigma_s / alpha_s``: ``x_t = (alpha_t / alpha_s)(x_s - sigma_s eps)``.
+    ``sigma_t (e^h - 1) -> alpha_t sigma_s / alpha_s``:
+    ``x_t = (alpha_t / alpha_s)(x_s - sigma_s eps)``.
     """
     if data or pt.sigma > 0.0:
         return C.first_order(data, ps, pt, m_s=0)

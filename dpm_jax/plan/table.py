@@ -75,8 +75,9 @@ class Plan:
         """W: how many model values (the current one included) a row combines."""
         return int(np.shape(self.m_coef)[1])
 
-    def astype(self, dtype) -> "Plan":
+    def astype(self, dtype) -> Plan:
         """The plan with its float arrays cast to ``dtype`` (NumPy on host, jax otherwise)."""
+
         def cast(a):
             return a.astype(dtype) if isinstance(a, jax.Array) else np.asarray(a, dtype)
 
@@ -84,8 +85,16 @@ class Plan:
         return dataclasses.replace(self, **{f: cast(getattr(self, f)) for f in fields})
 
 
-_DATA_FIELDS = ["t", "t_input", "alpha", "sigma", "x_coef", "m_coef", "intermediate_rows",
-                "noise_coef"]
+_DATA_FIELDS = [
+    "t",
+    "t_input",
+    "alpha",
+    "sigma",
+    "x_coef",
+    "m_coef",
+    "intermediate_rows",
+    "noise_coef",
+]
 _META_FIELDS = ["algorithm_type", "stochastic", "include_start", "denoise_to_zero"]
 jax.tree_util.register_dataclass(Plan, data_fields=_DATA_FIELDS, meta_fields=_META_FIELDS)
 

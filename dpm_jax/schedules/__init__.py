@@ -22,11 +22,25 @@ solver): the array type of the input selects the implementation.
 True
 """
 
-
 from dpm_jax.schedules._schedule import Schedule
 from dpm_jax.schedules.flow import flow
 from dpm_jax.schedules.ve import edm, ve
-from dpm_jax.schedules.vp import LAMBDA_CLIP, discrete, rescale_zero_terminal_snr, vp_cosine, vp_linear
+from dpm_jax.schedules.vp import (
+    LAMBDA_CLIP,
+    discrete,
+    rescale_zero_terminal_snr,
+    vp_cosine,
+    vp_linear,
+)
 
-__all__ = ["Schedule", "discrete", "vp_linear", "vp_cosine", "ve", "edm", "flow", "LAMBDA_CLIP",
-           "rescale_zero_terminal_snr"]
+__all__ = [
+    "Schedule",
+    "discrete",
+    "vp_linear",
+    "vp_cosine",
+    "ve",
+    "edm",
+    "flow",
+    "LAMBDA_CLIP",
+    "rescale_zero_terminal_snr",
+]

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -69,7 +70,8 @@ class Schedule(NamedTuple):
 
     def time_input(self, t):
         """The time fed to the network: ``1000 (t - 1/N)`` (discrete), t (VP), or the
-        schedule's own convention (sigma for ``ve``/``edm``, ``time_scale * sigma`` for ``flow``)."""
+        schedule's own convention (sigma for ``ve``/``edm``, ``time_scale * sigma`` for
+        ``flow``)."""
         if self.time_input_fn is not None:
             return self.time_input_fn(t)
         if self.is_discrete:
@@ -112,8 +114,11 @@ class Schedule(NamedTuple):
             return False
         t = np.linspace(self.lowest_time, self.T, 65)
         with np.errstate(all="ignore"):
-            for f in (lambda s: s.marginal_log_alpha(t), lambda s: s.log_sigma(t),
-                      lambda s: s.time_input(t)):
+            for f in (
+                lambda s: s.marginal_log_alpha(t),
+                lambda s: s.log_sigma(t),
+                lambda s: s.time_input(t),
+            ):
                 a, b = np.asarray(f(self), np.float64), np.asarray(f(other), np.float64)
                 if a.shape != b.shape or not np.allclose(a, b, rtol=1e-12, atol=0.0):
                     return False

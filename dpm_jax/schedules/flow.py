@@ -53,6 +53,15 @@ def flow(shift: float = 1.0, time_scale: float = 1.0) -> Schedule:
     def time_input(t):
         return time_scale * sigma_of(_as_host(t))
 
-    return Schedule("flow", 1.0, 0.0, 1000, False, marginal_log_alpha, inverse_lambda,
-                    marginal_log_sigma=marginal_log_sigma, time_input_fn=time_input,
-                    t_min=0.0)
+    return Schedule(
+        "flow",
+        1.0,
+        0.0,
+        1000,
+        False,
+        marginal_log_alpha,
+        inverse_lambda,
+        marginal_log_sigma=marginal_log_sigma,
+        time_input_fn=time_input,
+        t_min=0.0,
+    )

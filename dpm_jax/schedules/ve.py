@@ -41,9 +41,18 @@ def ve(sigma_min: float = 0.01, sigma_max: float = 50.0) -> Schedule:
     def time_input(t):
         return _xp(t).exp(marginal_log_sigma(t))
 
-    return Schedule("ve", 1.0, 0.0, 1000, False, marginal_log_alpha, inverse_lambda,
-                    marginal_log_sigma=marginal_log_sigma, time_input_fn=time_input,
-                    t_min=0.0)
+    return Schedule(
+        "ve",
+        1.0,
+        0.0,
+        1000,
+        False,
+        marginal_log_alpha,
+        inverse_lambda,
+        marginal_log_sigma=marginal_log_sigma,
+        time_input_fn=time_input,
+        t_min=0.0,
+    )
 
 
 def edm(sigma_min: float = 0.002, sigma_max: float = 80.0, sigma_data: float = 0.5) -> Schedule:
@@ -64,8 +73,9 @@ def edm(sigma_min: float = 0.002, sigma_max: float = 80.0, sigma_data: float = 0
     >>> s.T, s.t_eps, float(s.marginal_lambda(np.float64(0.0)))
     (80.0, 0.002, inf)
     """
-    sigma_min, sigma_max, sigma_data = _check_pos("edm", sigma_min=sigma_min, sigma_max=sigma_max,
-                                                  sigma_data=sigma_data)
+    sigma_min, sigma_max, sigma_data = _check_pos(
+        "edm", sigma_min=sigma_min, sigma_max=sigma_max, sigma_data=sigma_data
+    )
     if not sigma_max > sigma_min:
         raise ValueError(f"edm(): need sigma_min < sigma_max, got {sigma_min}, {sigma_max}.")
 
@@ -83,6 +93,16 @@ def edm(sigma_min: float = 0.002, sigma_max: float = 80.0, sigma_data: float = 0
     def time_input(t):
         return t
 
-    return Schedule("edm", sigma_max, sigma_min, 1000, False, marginal_log_alpha, inverse_lambda,
-                    marginal_log_sigma=marginal_log_sigma, time_input_fn=time_input,
-                    sigma_data=sigma_data, t_min=0.0)
+    return Schedule(
+        "edm",
+        sigma_max,
+        sigma_min,
+        1000,
+        False,
+        marginal_log_alpha,
+        inverse_lambda,
+        marginal_log_sigma=marginal_log_sigma,
+        time_input_fn=time_input,
+        sigma_data=sigma_data,
+        t_min=0.0,
+    )

@@ -33,8 +33,13 @@ def rescale_zero_terminal_snr(alphas_cumprod) -> np.ndarray:
 _rescale_zsnr = rescale_zero_terminal_snr  # discrete()'s argument of the same name shadows it
 
 
-def discrete(betas=None, *, alphas_cumprod=None, lambda_clip: float | None = LAMBDA_CLIP,
-             rescale_zero_terminal_snr: bool = False) -> Schedule:
+def discrete(
+    betas=None,
+    *,
+    alphas_cumprod=None,
+    lambda_clip: float | None = LAMBDA_CLIP,
+    rescale_zero_terminal_snr: bool = False,
+) -> Schedule:
     """Schedule of a model trained on N discrete steps (DDPM and its kin).
 
     ``log alpha_n = 0.5 * cumsum(log(1 - beta))_n`` (or ``0.5 log alphas_cumprod``),
@@ -70,10 +75,14 @@ def discrete(betas=None, *, alphas_cumprod=None, lambda_clip: float | None = LAM
     if (betas is None) == (alphas_cumprod is None):
         raise ValueError("discrete(): give exactly one of `betas` or `alphas_cumprod`.")
     if not isinstance(rescale_zero_terminal_snr, (bool, np.bool_)):
-        raise TypeError("discrete(): `rescale_zero_terminal_snr` must be a bool, got "
-                        f"{type(rescale_zero_terminal_snr).__name__}.")
+        raise TypeError(
+            "discrete(): `rescale_zero_terminal_snr` must be a bool, got "
+            f"{type(rescale_zero_terminal_snr).__name__}."
+        )
     if lambda_clip is not None and not np.isfinite(float(lambda_clip)):
-        raise ValueError(f"discrete(): `lambda_clip` must be a finite number or None, got {lambda_clip!r}.")
+        raise ValueError(
+            f"discrete(): `lambda_clip` must be a finite number or None, got {lambda_clip!r}."
+        )
     if betas is not None:
         b = _check_table("betas", betas)
         if np.any(b <= 0.0) or np.any(b >= 1.0):
@@ -81,8 +90,12 @@ def discrete(betas=None, *, alphas_cumprod=None, lambda_clip: float | None = LAM
         log_alphas = 0.5 * np.cumsum(np.log1p(-b))
     else:
         abar = _check_table("alphas_cumprod", alphas_cumprod)
-        if (np.any(abar[:-1] <= 0.0) or abar[-1] < 0.0 or np.any(abar > 1.0)
-                or np.any(np.diff(abar) >= 0.0)):
+        if (
+            np.any(abar[:-1] <= 0.0)
+            or abar[-1] < 0.0
+            or np.any(abar > 1.0)
+            or np.any(np.diff(abar) >= 0.0)
+        ):
             raise ValueError(
                 "discrete(): `alphas_cumprod` must be strictly decreasing with entries in (0, 1] "
                 "(the last may be 0)."
@@ -137,14 +150,16 @@ def discrete(betas=None, *, alphas_cumprod=None, lambda_clip: float | None = LAM
         tail = t_knee + dt * (-xp.expm1(la - la_knee))
         return xp.where(la < la_knee, tail, out)
 
-    marginal_log_alpha.table = (t_array, log_alphas)  # for inspection and tests
+    marginal_log_alpha.table = (t_array, log_alphas)  # type: ignore[attr-defined]  # for tests
     return Schedule("discrete", 1.0, 1.0 / n, n, True, marginal_log_alpha, inverse_lambda)
 
 
 def _check_table(name, values):
     arr = np.asarray(values, dtype=np.float64)
     if arr.ndim != 1 or arr.shape[0] < 2:
-        raise ValueError(f"discrete(): `{name}` must be a 1-D array of length >= 2, got shape {arr.shape}.")
+        raise ValueError(
+            f"discrete(): `{name}` must be a 1-D array of length >= 2, got shape {arr.shape}."
+        )
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"discrete(): `{name}` must be finite.")
     return arr

@@ -145,8 +145,10 @@ def exact_ode_solution(
     elif isinstance(gmm, Empirical):
         dim, empirical = gmm.data.shape[1], True
     else:
-        raise TypeError(f"exact_ode_solution(): expected a problems.GMM or problems.Empirical, "
-                        f"got {type(gmm).__name__}.")
+        raise TypeError(
+            f"exact_ode_solution(): expected a problems.GMM or problems.Empirical, "
+            f"got {type(gmm).__name__}."
+        )
     if per_sample is None:
         per_sample = empirical
 
@@ -161,9 +163,11 @@ def exact_ode_solution(
     lam_start = float(schedule.marginal_lambda(np.float64(t_start)))
     lam_end = float(schedule.marginal_lambda(np.float64(t_end)))
     if not (np.isfinite(lam_start) and np.isfinite(lam_end)):
-        raise ValueError(f"exact_ode_solution(): the half log-SNR must be finite at t_start "
-                         f"and t_end (the ODE is in lambda, on y = x / alpha); got {lam_start} "
-                         f"and {lam_end}.")
+        raise ValueError(
+            f"exact_ode_solution(): the half log-SNR must be finite at t_start "
+            f"and t_end (the ODE is in lambda, on y = x / alpha); got {lam_start} "
+            f"and {lam_end}."
+        )
     # The ODE in (lambda, y = x / alpha) does not depend on the schedule; only the
     # ends do, through the schedule's own alpha (not VP's alpha(lambda): ve, edm, flow).
     alpha_start = float(schedule.marginal_alpha(np.float64(t_start)))
@@ -176,8 +180,10 @@ def exact_ode_solution(
         n_mix = gmm.means.shape[0] if not empirical else gmm.data.shape[0]
         lw = np.asarray(log_weights, np.float64)
         if lw.shape != (x2.shape[0], n_mix):
-            raise ValueError(f"exact_ode_solution(): log_weights must have shape "
-                             f"{(x2.shape[0], n_mix)}, got {lw.shape}.")
+            raise ValueError(
+                f"exact_ode_solution(): log_weights must have shape "
+                f"{(x2.shape[0], n_mix)}, got {lw.shape}."
+            )
     scale = float(guidance_scale)
 
     if empirical:  # x0* written out in y (its own code, not problems.empirical_denoise)
@@ -186,7 +192,8 @@ def exact_ode_solution(
         half_sq = 0.5 * np.sum(data**2, axis=1)
 
         def x0_star(lam, y, weights):
-            # softmax_i(-|x - alpha x_i|^2 / (2 sigma^2)) = softmax_i(e^{2 lam} (y.x_i - |x_i|^2 / 2))
+            # softmax_i(-|x - alpha x_i|^2 / (2 sigma^2))
+            #   = softmax_i(e^{2 lam} (y.x_i - |x_i|^2 / 2))
             logits = np.exp(2.0 * lam) * (y @ data_t - half_sq)
             if weights is not None:
                 logits = logits + weights
@@ -208,8 +215,14 @@ def exact_ode_solution(
 
     def solve(y0: np.ndarray, weights) -> np.ndarray:
         sol = solve_ivp(
-            rhs, (lam_start, lam_end), y0.reshape(-1), method="DOP853", rtol=rtol, atol=atol,
-            dense_output=False, args=(weights,),
+            rhs,
+            (lam_start, lam_end),
+            y0.reshape(-1),
+            method="DOP853",
+            rtol=rtol,
+            atol=atol,
+            dense_output=False,
+            args=(weights,),
         )
         if not sol.success:
             raise RuntimeError(f"exact_ode_solution(): solve_ivp failed: {sol.message}")
@@ -217,8 +230,9 @@ def exact_ode_solution(
 
     y0 = x2 / alpha_start
     if per_sample:
-        y1 = np.stack([solve(row[None], None if lw is None else lw[b:b + 1])[0]
-                       for b, row in enumerate(y0)])
+        y1 = np.stack(
+            [solve(row[None], None if lw is None else lw[b : b + 1])[0] for b, row in enumerate(y0)]
+        )
     else:
         y1 = solve(y0, lw)
     return (alpha_end * y1).reshape(shape)
@@ -232,8 +246,8 @@ def _self_check() -> None:
        along a trajectory (z = (x - alpha mu) / sqrt(v) is conserved).
     2. A two-component mixture: integrating down and back up returns the start.
     """
-    from dpm_jax.testing.problems import make_empirical, make_gmm
     from dpm_jax.schedules import vp_linear
+    from dpm_jax.testing.problems import make_empirical, make_gmm
 
     sched = vp_linear()
     rng = np.random.default_rng(0)
@@ -261,8 +275,9 @@ def _self_check() -> None:
     # 3. A one-point empirical distribution {mu} is the single Gaussian with s -> 0:
     #    x_t = alpha_t mu + sigma_t z, z conserved.
     e1 = make_empirical(mu)
-    want = sched.marginal_alpha(np.float64(t1)) * mu + \
-        sched.marginal_std(np.float64(t1)) * (x_T - a0 * mu) / sched.marginal_std(np.float64(t0))
+    want = sched.marginal_alpha(np.float64(t1)) * mu + sched.marginal_std(np.float64(t1)) * (
+        x_T - a0 * mu
+    ) / sched.marginal_std(np.float64(t0))
     got = exact_ode_solution(e1, sched, x_T, t0, t1)
     assert np.max(np.abs(got - want)) < 1e-9, np.max(np.abs(got - want))
 

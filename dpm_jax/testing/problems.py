@@ -8,7 +8,8 @@ and the exact noise prediction is
     \\epsilon^*(x, t) = -\\sigma_t \\nabla \\log p_t(x)
                       = \\sigma_t \\sum_k r_k(x) (x - \\alpha_t \\mu_k) / v_k,
 
-with responsibilities ``r_k = softmax_k(log w_k - D/2 log(2 pi v_k) - |x - alpha_t mu_k|^2 / (2 v_k))``.
+with responsibilities
+``r_k = softmax_k(log w_k - D/2 log(2 pi v_k) - |x - alpha_t mu_k|^2 / (2 v_k))``.
 So the probability-flow ODE of such data can be solved to any accuracy, which
 makes these mixtures the ground truth of the tests and quality benchmarks.
 
@@ -110,7 +111,7 @@ def gmm_16d(seed: int = 1234, K: int = 4, D: int = 16, std_range=(0.15, 0.6)) ->
     """A random D-dimensional mixture (means N(0, 1), stds uniform in std_range)."""
     rng = np.random.default_rng(seed)
     means = rng.normal(size=(K, D))
-    stds = rng.uniform(*std_range, size=K)
+    stds = rng.uniform(float(std_range[0]), float(std_range[1]), size=K)
     weights = rng.dirichlet(np.full(K, 4.0))
     return make_gmm(means, stds, weights)
 
@@ -201,8 +202,10 @@ def make_empirical(data, labels=None) -> Empirical:
     if labels is not None:
         labels = np.asarray(labels)
         if labels.shape != data.shape[:1] or not np.issubdtype(labels.dtype, np.integer):
-            raise ValueError(f"make_empirical(): labels must be integers of shape ({data.shape[0]},), "
-                             f"got {labels.dtype} {labels.shape}.")
+            raise ValueError(
+                f"make_empirical(): labels must be integers of shape ({data.shape[0]},), "
+                f"got {labels.dtype} {labels.shape}."
+            )
         labels = labels.astype(np.int64)
         labels.flags.writeable = False
     return Empirical(data, labels)
@@ -226,8 +229,9 @@ def digits(n: int | None = None, pool: int = 1, seed: int = 0) -> Empirical:
     try:
         from sklearn.datasets import load_digits
     except ImportError as e:  # pragma: no cover - depends on the environment
-        raise ImportError("problems.digits() needs scikit-learn: pip install scikit-learn "
-                          "(or the `test` extra).") from e
+        raise ImportError(
+            "problems.digits() needs scikit-learn: pip install scikit-learn (or the `test` extra)."
+        ) from e
     if pool not in (1, 2, 4):
         raise ValueError(f"digits(): `pool` must be 1, 2 or 4, got {pool!r}.")
     bunch = load_digits()
@@ -257,8 +261,10 @@ def class_log_weights(emp: Empirical, labels) -> np.ndarray:
     member = emp.labels[None, :] == labels[:, None]  # (B, N)
     counts = member.sum(axis=1, keepdims=True)
     if np.any(counts == 0):
-        raise ValueError(f"class_log_weights(): no data point has label(s) "
-                         f"{sorted(set(labels[counts[:, 0] == 0].tolist()))}.")
+        raise ValueError(
+            f"class_log_weights(): no data point has label(s) "
+            f"{sorted(set(labels[counts[:, 0] == 0].tolist()))}."
+        )
     return np.where(member, -np.log(np.maximum(counts, 1)), -np.inf)
 
 
@@ -337,8 +343,12 @@ def empirical_log_prob(emp: Empirical, x, alpha, sigma, log_weights=None):
         m = np.max(logits, axis=-1, keepdims=True)
         lse = (m + np.log(np.sum(np.exp(logits - m), axis=-1, keepdims=True)))[..., 0]
     sigma = xp.asarray(sigma, x.dtype)
-    return (lse - xp.sum(x2**2, axis=-1) / (2 * sigma**2) - (np.log(n) if log_weights is None else 0.0)
-            - 0.5 * d * xp.log(2 * np.pi * sigma**2))
+    return (
+        lse
+        - xp.sum(x2**2, axis=-1) / (2 * sigma**2)
+        - (np.log(n) if log_weights is None else 0.0)
+        - 0.5 * d * xp.log(2 * np.pi * sigma**2)
+    )
 
 
 def exact_noise(problem, x, alpha, sigma, log_weights=None):
@@ -372,8 +382,9 @@ def noise_net(gmm, schedule):
     with ``unconditional_condition`` the unconditional weights).
     """
     if not isinstance(gmm, (GMM, Empirical)):
-        raise TypeError(f"noise_net(): expected a problems.GMM or problems.Empirical, "
-                        f"got {type(gmm).__name__}.")
+        raise TypeError(
+            f"noise_net(): expected a problems.GMM or problems.Empirical, got {type(gmm).__name__}."
+        )
 
     def net(x, t_input, cond=None):
         t_input = jnp.asarray(t_input, x.dtype)

@@ -42,18 +42,37 @@ def test_model_traced_once_and_not_retraced(method):
     opts = dict(steps=9, order=3, method=method, skip_type="logSNR")
 
     def wrap(scale):
-        return dpm_jax.model_wrapper(net, SCHED, guidance_type="classifier-free", condition=labels,
-                                     unconditional_condition=jnp.zeros_like(labels),
-                                     guidance_scale=scale)
+        return dpm_jax.model_wrapper(
+            net,
+            SCHED,
+            guidance_type="classifier-free",
+            condition=labels,
+            unconditional_condition=jnp.zeros_like(labels),
+            guidance_scale=scale,
+        )
 
     x1, info = dpm_jax.sample(wrap(1.5), X_T, SCHED, return_info=True, **opts)
     assert len(calls) == 1, f"model traced {len(calls)} times for {info.nfe} calls"
     # Different t_end, guidance scale and thresholding: same program, no retrace.
     x2 = dpm_jax.sample(wrap(4.0), X_T, SCHED, t_end=0.01, **opts)
-    x3 = dpm_jax.sample(wrap(4.0), X_T, SCHED, t_end=0.01, correcting_x0_fn="dynamic_thresholding",
-                        thresholding_max_val=2.0, **opts)
-    x4 = dpm_jax.sample(wrap(4.0), X_T, SCHED, t_end=0.01, correcting_x0_fn="dynamic_thresholding",
-                        thresholding_max_val=3.0, **opts)
+    x3 = dpm_jax.sample(
+        wrap(4.0),
+        X_T,
+        SCHED,
+        t_end=0.01,
+        correcting_x0_fn="dynamic_thresholding",
+        thresholding_max_val=2.0,
+        **opts,
+    )
+    x4 = dpm_jax.sample(
+        wrap(4.0),
+        X_T,
+        SCHED,
+        t_end=0.01,
+        correcting_x0_fn="dynamic_thresholding",
+        thresholding_max_val=3.0,
+        **opts,
+    )
     assert len(calls) == 2  # the thresholded run is a new program, traced once
     assert not np.allclose(x1, x2) and not np.allclose(x2, x3) and not np.allclose(x3, x4)
     assert info.nfe == 9
@@ -69,8 +88,9 @@ def test_plan_is_pytree_and_execute_does_not_recompile():
     y1, _ = dpm_jax.execute_plan(model, X_T, p1)
     y2, _ = dpm_jax.execute_plan(model, X_T, p2)
     assert len(calls) == 1 and not np.allclose(y1, y2)
-    np.testing.assert_allclose(y1, dpm_jax.sample(model, X_T, SCHED, steps=6, order=2,
-                                                   skip_type="logSNR"), rtol=0, atol=0)
+    np.testing.assert_allclose(
+        y1, dpm_jax.sample(model, X_T, SCHED, steps=6, order=2, skip_type="logSNR"), rtol=0, atol=0
+    )
 
 
 def test_jit_with_traced_parameters_matches_eager():
@@ -83,8 +103,14 @@ def test_jit_with_traced_parameters_matches_eager():
         return dpm_jax.sample(model, x_T, SCHED, steps=7, order=3, method="singlestep")
 
     params = {"s": jnp.float64(1.0)}
-    eager = dpm_jax.sample(dpm_jax.model_wrapper(lambda x, t: net(params, x, t), SCHED), X_T,
-                           SCHED, steps=7, order=3, method="singlestep")
+    eager = dpm_jax.sample(
+        dpm_jax.model_wrapper(lambda x, t: net(params, x, t), SCHED),
+        X_T,
+        SCHED,
+        steps=7,
+        order=3,
+        method="singlestep",
+    )
     np.testing.assert_allclose(generate(params, X_T), eager, rtol=1e-12, atol=1e-12)
     # new parameter values: same compiled program, different result
     other = generate({"s": jnp.float64(0.9)}, X_T)
@@ -120,13 +146,30 @@ def test_plain_callable_model_and_float32():
 
 def test_intermediates_shapes_and_last_state():
     model = dpm_jax.model_wrapper(problems.noise_net(GMM, SCHED), SCHED)
-    x, info = dpm_jax.sample(model, X_T, SCHED, steps=7, order=3, method="multistep",
-                             return_intermediate=True, return_info=True)
+    x, info = dpm_jax.sample(
+        model,
+        X_T,
+        SCHED,
+        steps=7,
+        order=3,
+        method="multistep",
+        return_intermediate=True,
+        return_info=True,
+    )
     assert info.intermediates.shape == (8,) + X_T.shape
     np.testing.assert_array_equal(info.intermediates[0], X_T)
     np.testing.assert_array_equal(info.intermediates[-1], x)
-    x, info = dpm_jax.sample(model, X_T, SCHED, steps=7, order=3, method="singlestep",
-                             denoise_to_zero=True, return_intermediate=True, return_info=True)
+    x, info = dpm_jax.sample(
+        model,
+        X_T,
+        SCHED,
+        steps=7,
+        order=3,
+        method="singlestep",
+        denoise_to_zero=True,
+        return_intermediate=True,
+        return_info=True,
+    )
     assert info.nfe == 8 and info.intermediates.shape == (4,) + X_T.shape  # orders [3, 3, 1] + x0
     np.testing.assert_array_equal(info.intermediates[-1], x)
 
@@ -146,8 +189,9 @@ def test_adaptive_nfe_is_a_value_and_inverse_direction(order):
     model = dpm_jax.model_wrapper(problems.noise_net(GMM, SCHED), SCHED)
     x, info = dpm_jax.sample(model, X_T, SCHED, method="adaptive", order=order, return_info=True)
     assert isinstance(info.nfe, jax.Array) and int(info.nfe) % order == 0 and int(info.nfe) > 0
-    ref = dpm_jax.sample(model, X_T, SCHED, steps=300, order=3, method="multistep",
-                         skip_type="logSNR")
+    ref = dpm_jax.sample(
+        model, X_T, SCHED, steps=300, order=3, method="multistep", skip_type="logSNR"
+    )
     assert float(jnp.max(jnp.abs(x - ref))) < 0.05
     # upwards: an adaptive inversion ends at T and agrees with a fine fixed-grid inversion
     up = dpm_jax.inverse(model, ref, SCHED, method="adaptive", order=order, rtol=0.01, atol=1e-3)
@@ -167,7 +211,9 @@ def test_schedules_host_and_device_agree():
     t = np.linspace(0.002, 0.99, 17)
     for s in (SCHED, schedules.vp_linear(), schedules.vp_cosine()):
         for fn in ("marginal_log_alpha", "marginal_alpha", "marginal_std", "marginal_lambda"):
-            np.testing.assert_allclose(getattr(s, fn)(jnp.asarray(t)), getattr(s, fn)(t), rtol=1e-12)
+            np.testing.assert_allclose(
+                getattr(s, fn)(jnp.asarray(t)), getattr(s, fn)(t), rtol=1e-12
+            )
         lam = s.marginal_lambda(t)
         np.testing.assert_allclose(s.inverse_lambda(lam), t, rtol=1e-9)
         np.testing.assert_allclose(s.inverse_lambda(jnp.asarray(lam)), t, rtol=1e-9)
@@ -185,8 +231,10 @@ def test_unroll_choices_agree_and_auto_detects_heavy_models():
     from dpm_jax._executor import _is_cheap
 
     model = dpm_jax.model_wrapper(problems.noise_net(GMM, SCHED), SCHED)
-    outs = [dpm_jax.sample(model, X_T, SCHED, steps=7, order=3, method="singlestep", unroll=u)
-            for u in ("auto", 1, 2, 3)]
+    outs = [
+        dpm_jax.sample(model, X_T, SCHED, steps=7, order=3, method="singlestep", unroll=u)
+        for u in ("auto", 1, 2, 3)
+    ]
     for o in outs[1:]:
         np.testing.assert_allclose(o, outs[0], rtol=1e-12, atol=1e-12)
     cheap = jax.make_jaxpr(lambda x: jnp.tanh(x) * 2.0)(X_T)

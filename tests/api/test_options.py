@@ -97,10 +97,17 @@ def test_frozen_and_replace_validates():
 
 
 def test_algorithm_type_is_parsed_in_one_place():
-    table = {a: (o.algorithm.data, o.algorithm.stochastic) for a in ALGORITHMS
-             for o in [SolverOptions(algorithm_type=a)]}
-    assert table == {"dpmsolver": (False, False), "dpmsolver++": (True, False),
-                     "sde-dpmsolver": (False, True), "sde-dpmsolver++": (True, True)}
+    table = {
+        a: (o.algorithm.data, o.algorithm.stochastic)
+        for a in ALGORITHMS
+        for o in [SolverOptions(algorithm_type=a)]
+    }
+    assert table == {
+        "dpmsolver": (False, False),
+        "dpmsolver++": (True, False),
+        "sde-dpmsolver": (False, True),
+        "sde-dpmsolver++": (True, True),
+    }
     plan = dpm_jax.build_plan(SCHED, steps=4, algorithm_type="sde-dpmsolver++")
     assert plan.data_prediction and plan.stochastic
 
@@ -114,8 +121,9 @@ def test_explicit_grid_options():
 
 
 def test_from_diffusers_config_returns_the_options_type():
-    setup = dpm_jax.from_diffusers_config({"_class_name": "UniPCMultistepScheduler",
-                                           "solver_order": 3})
+    setup = dpm_jax.from_diffusers_config(
+        {"_class_name": "UniPCMultistepScheduler", "solver_order": 3}
+    )
     assert isinstance(setup.options, SolverOptions)
     assert setup.options.method == "unipc" and setup.options["order"] == 3
     assert dict(setup.options)["final_sigmas_type"] == "zero"

@@ -30,8 +30,9 @@ N_CALLS = 300
 
 SCHEDULES = {
     "discrete": schedules.discrete(betas=np.linspace(1e-4, 0.02, 1000)),
-    "discrete_zsnr": schedules.discrete(betas=np.linspace(0.00085 ** 0.5, 0.012 ** 0.5, 1000) ** 2,
-                                        rescale_zero_terminal_snr=True),
+    "discrete_zsnr": schedules.discrete(
+        betas=np.linspace(0.00085**0.5, 0.012**0.5, 1000) ** 2, rescale_zero_terminal_snr=True
+    ),
     "vp_linear": schedules.vp_linear(),
     "vp_cosine": schedules.vp_cosine(),
     "ve": schedules.ve(0.02, 30.0),
@@ -42,8 +43,17 @@ SCHEDULES = {
 MODEL_TYPES = ("noise", "x_start", "v", "score", "flow", "edm")
 METHODS = ("multistep", "singlestep", "singlestep_fixed", "unipc", "adaptive")
 ALGORITHMS = ("dpmsolver++", "dpmsolver", "sde-dpmsolver++", "sde-dpmsolver")
-SKIPS = (None, "time_uniform", "logSNR", "time_quadratic", "karras", "exponential", "linspace",
-         "leading", "trailing")
+SKIPS = (
+    None,
+    "time_uniform",
+    "logSNR",
+    "time_quadratic",
+    "karras",
+    "exponential",
+    "linspace",
+    "leading",
+    "trailing",
+)
 
 
 def _x0(xt, a, s):
@@ -67,11 +77,16 @@ def _output(kind, x, a, s):
     x0 = _x0(x, a, s)
     with np.errstate(all="ignore"):
         eps = (x - a * x0) / s
-    return {"noise": eps, "x_start": x0, "v": a * eps - s * x0, "score": -eps / s,
-            "flow": eps - x0}[kind]
+    return {
+        "noise": eps,
+        "x_start": x0,
+        "v": a * eps - s * x0,
+        "score": -eps / s,
+        "flow": eps - x0,
+    }[kind]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _model(name, kind, guidance):
     sched = SCHEDULES[name]
 
@@ -91,13 +106,25 @@ def _model(name, kind, guidance):
 
     labels = jnp.arange(B) % 2
     if guidance == "classifier-free":
-        return dpm_jax.model_wrapper(net, sched, model_type=kind, guidance_type=guidance,
-                                     condition=labels, unconditional_condition=labels + 2,
-                                     guidance_scale=3.0)
+        return dpm_jax.model_wrapper(
+            net,
+            sched,
+            model_type=kind,
+            guidance_type=guidance,
+            condition=labels,
+            unconditional_condition=labels + 2,
+            guidance_scale=3.0,
+        )
     if guidance == "classifier":
         return dpm_jax.model_wrapper(
-            net, sched, model_type=kind, guidance_type=guidance, condition=labels,
-            classifier_fn=lambda x, t, c: 0.0 * jnp.sum(x, axis=1), guidance_scale=2.0)
+            net,
+            sched,
+            model_type=kind,
+            guidance_type=guidance,
+            condition=labels,
+            classifier_fn=lambda x, t, c: 0.0 * jnp.sum(x, axis=1),
+            guidance_scale=2.0,
+        )
     return dpm_jax.model_wrapper(net, sched, model_type=kind)
 
 
@@ -121,8 +148,13 @@ def _grid(rng, sched, down):
         ts = ts if down else ts[::-1].copy()
         return {"timesteps": ts} if np.all(np.diff(ts) != 0) else {"timesteps": ts[:1]}
     lo = max(lo, 1e-3 * sched.T)  # (lambda is infinite at the ends of flow / EDM schedules)
-    lam = np.sort(rng.uniform(float(sched.marginal_lambda(np.float64(sched.T * 0.999))),
-                              float(sched.marginal_lambda(np.float64(lo))), n))
+    lam = np.sort(
+        rng.uniform(
+            float(sched.marginal_lambda(np.float64(sched.T * 0.999))),
+            float(sched.marginal_lambda(np.float64(lo))),
+            n,
+        )
+    )
     sig = np.exp(-lam)
     if down and rng.random() < 0.5:
         sig = np.concatenate([sig[:-1], [0.0]])
@@ -133,9 +165,11 @@ def _config(rng):
     name = list(SCHEDULES)[rng.integers(len(SCHEDULES))]
     sched = SCHEDULES[name]
     down = rng.random() < 0.85
-    opts = dict(method=str(rng.choice(METHODS, p=[0.35, 0.2, 0.1, 0.2, 0.15])),
-                order=int(rng.choice([1, 2, 3, 4], p=[0.25, 0.35, 0.35, 0.05])),
-                algorithm_type=str(rng.choice(ALGORITHMS, p=[0.7, 0.15, 0.1, 0.05])))
+    opts = dict(
+        method=str(rng.choice(METHODS, p=[0.35, 0.2, 0.1, 0.2, 0.15])),
+        order=int(rng.choice([1, 2, 3, 4], p=[0.25, 0.35, 0.35, 0.05])),
+        algorithm_type=str(rng.choice(ALGORITHMS, p=[0.7, 0.15, 0.1, 0.05])),
+    )
     r = rng.random()
     if r < 0.3:
         opts.update(_grid(rng, sched, down))
@@ -147,8 +181,9 @@ def _config(rng):
         if rng.random() < 0.3:
             lo = max(sched.lowest_time, sched.t_eps)
             a, b = sorted(rng.uniform(lo, sched.T, 2))
-            opts.update(t_start=float(b), t_end=float(a)) if down else \
-                opts.update(t_start=float(a), t_end=float(b))
+            opts.update(t_start=float(b), t_end=float(a)) if down else opts.update(
+                t_start=float(a), t_end=float(b)
+            )
         if rng.random() < 0.15:
             opts["final_sigmas_type"] = ("zero", "sigma_min")[rng.integers(2)]
     if rng.random() < 0.3:
@@ -187,8 +222,9 @@ def test_random_public_api_calls():
         model = _model(name, kind, guidance)
         x, t0 = _start(sched, opts, down, rng)
         fn = dpm_jax.sample if down else dpm_jax.inverse
-        call = functools.partial(fn, model, x, sched, key=jax.random.key(i), return_info=True,
-                                 **opts)
+        call = functools.partial(
+            fn, model, x, sched, key=jax.random.key(i), return_info=True, **opts
+        )
         try:
             out, info = call()
         except (ValueError, TypeError) as e:
@@ -203,8 +239,9 @@ def test_random_public_api_calls():
         assert np.array_equal(np.asarray(again), out), where  # repeated calls: bitwise
         if i % 4 == 0:  # under jit (the model closed over): equal to the eager call
             jitted = jax.jit(lambda x_: fn(model, x_, sched, key=jax.random.key(i), **opts))(x)
-            np.testing.assert_allclose(np.asarray(jitted), out, rtol=1e-9, atol=1e-9,
-                                       err_msg=str(where))
+            np.testing.assert_allclose(
+                np.asarray(jitted), out, rtol=1e-9, atol=1e-9, err_msg=str(where)
+            )
             seen["jit"] += 1
         seen["ran"] += 1
         stochastic = opts["algorithm_type"].startswith("sde-")
@@ -239,8 +276,9 @@ def _end(sched, opts):
     elif "sigmas" in opts:
         t = float(sched.inverse_lambda(-np.log(opts["sigmas"][-1])))
     elif opts.get("final_sigmas_type") == "zero" or (
-            opts.get("skip_type") in ("linspace", "leading", "trailing")
-            and opts.get("final_sigmas_type") is None):
+        opts.get("skip_type") in ("linspace", "leading", "trailing")
+        and opts.get("final_sigmas_type") is None
+    ):
         return 1.0, 0.0
     elif opts.get("final_sigmas_type") == "sigma_min":
         t = sched.t_eps
@@ -256,18 +294,30 @@ def test_exact_helper_is_exact(seed):
     model = _model("vp_linear", "x_start", "uncond")
     rng = np.random.default_rng(seed)
     x, t0 = _start(sched, {}, True, rng)
-    out = dpm_jax.sample(model, x, sched, steps=400, order=3, skip_type="logSNR",
-                         multistep3_variant="third_order")
+    out = dpm_jax.sample(
+        model, x, sched, steps=400, order=3, skip_type="logSNR", multistep3_variant="third_order"
+    )
     want = _exact(sched, x, t0, _end(sched, {}), False)
     np.testing.assert_allclose(np.asarray(out), want, rtol=1e-6, atol=1e-6)
 
 
-
 def _max_gap(sched, opts):
     """The longest step in lambda of the run's plan."""
-    keys = ("steps", "order", "method", "algorithm_type", "skip_type", "solver_type",
-            "lower_order_final", "denoise_to_zero", "t_start", "t_end", "timesteps", "sigmas",
-            "final_sigmas_type")
+    keys = (
+        "steps",
+        "order",
+        "method",
+        "algorithm_type",
+        "skip_type",
+        "solver_type",
+        "lower_order_final",
+        "denoise_to_zero",
+        "t_start",
+        "t_end",
+        "timesteps",
+        "sigmas",
+        "final_sigmas_type",
+    )
     plan = dpm_jax.build_plan(sched, **{k: v for k, v in opts.items() if k in keys})
     with np.errstate(divide="ignore"):
         lam = np.log(plan.alpha) - np.log(plan.sigma)

@@ -6,9 +6,10 @@ import numpy as np
 from paths import ROOT
 
 TEXT = (ROOT / "README.md").read_text()
+VENV = "python3 -m venv .venv && . .venv/bin/activate && "
 COMMANDS = [
-    'python3 -m venv .venv && . .venv/bin/activate && pip install -e ".[demo]" && python -m dpm_jax.demo',
-    'python3 -m venv .venv && . .venv/bin/activate && pip install -e ".[test]" && python -m pytest -q -n auto',
+    VENV + 'pip install -e ".[demo]" && python -m dpm_jax.demo',
+    VENV + 'pip install -e ".[test]" && python -m pytest -q -n auto',
 ]
 
 

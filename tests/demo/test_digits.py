@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("flax", reason="the digits model needs flax (pip install -e '.[test]')")
 
-from dpm_jax.demo import digits  # noqa: E402
+from dpm_jax.demo import digits
 
 
 @pytest.fixture(scope="module")
@@ -29,13 +29,20 @@ def test_checkpoint_is_small_package_data(bundle):
 
 def test_save_load_round_trip(bundle, tmp_path):
     unet, clf = bundle.unet(), bundle.classifier()
-    n = digits.save(tmp_path / "c.msgpack", unet, clf, digits.DEFAULT_UNET,
-                    digits.DEFAULT_CLASSIFIER, {"note": "test"})
+    n = digits.save(
+        tmp_path / "c.msgpack",
+        unet,
+        clf,
+        digits.DEFAULT_UNET,
+        digits.DEFAULT_CLASSIFIER,
+        {"note": "test"},
+    )
     assert n == (tmp_path / "c.msgpack").stat().st_size
     again = digits.load(tmp_path / "c.msgpack")
     assert again.meta == {"note": "test"}
-    for a, b in zip(jax.tree_util.tree_leaves(bundle.unet_params),
-                    jax.tree_util.tree_leaves(again.unet_params)):
+    for a, b in zip(
+        jax.tree_util.tree_leaves(bundle.unet_params), jax.tree_util.tree_leaves(again.unet_params)
+    ):
         np.testing.assert_array_equal(a, b)  # stored in float16 both times
     with pytest.raises(ValueError, match="not a dpm_jax digits checkpoint"):
         (tmp_path / "bad.msgpack").write_bytes(b"\x80")
@@ -44,8 +51,9 @@ def test_save_load_round_trip(bundle, tmp_path):
 
 def test_guided_samples_are_the_requested_digits(bundle):
     labels = jnp.repeat(jnp.arange(10), 3)
-    x0, info = digits.generate(bundle, labels, jax.random.key(0), steps=10,
-                               method="dpmsolver++", return_info=True)
+    x0, info = digits.generate(
+        bundle, labels, jax.random.key(0), steps=10, method="dpmsolver++", return_info=True
+    )
     assert info.nfe == 10
     assert x0.shape == (30, 8, 8, 1) and x0.dtype == jnp.float32
     assert bool(jnp.all(jnp.isfinite(x0)))
@@ -59,8 +67,9 @@ def test_new_parameters_do_not_recompile(bundle):
     digits.generate(bundle, labels, jax.random.key(0), steps=10)
     size = digits._generate_jit._cache_size()
     scaled = jax.tree_util.tree_map(lambda w: 0.5 * w, bundle.unet_params)
-    x0 = digits.generate(bundle, labels, jax.random.key(1), steps=10, params=scaled,
-                         guidance_scale=3.0)
+    x0 = digits.generate(
+        bundle, labels, jax.random.key(1), steps=10, params=scaled, guidance_scale=3.0
+    )
     assert digits._generate_jit._cache_size() == size
     assert x0.shape == (30, 8, 8, 1)
 
@@ -84,12 +93,17 @@ def test_demo_writes_png(tmp_path, capsys):
 
     out = tmp_path / "digits.png"
     # 3 x 10 digits at 10 NFE: the program of the tests above, so only the reference compiles
-    assert demo.main(["--steps", "10", "--per-class", "3", "--ref-steps", "12",
-                      "--out", str(out)]) == 0
+    assert (
+        demo.main(["--steps", "10", "--per-class", "3", "--ref-steps", "12", "--out", str(out)])
+        == 0
+    )
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     text = capsys.readouterr().out
-    rows = {line.split()[0]: line.split() for line in text.splitlines()
-            if line.startswith(("DDIM", "DPM-Solver++(2M)", "reference"))}
+    rows = {
+        line.split()[0]: line.split()
+        for line in text.splitlines()
+        if line.startswith(("DDIM", "DPM-Solver++(2M)", "reference"))
+    }
     assert [rows[k][-4] for k in ("DDIM", "DPM-Solver++(2M)", "reference:")] == ["10", "10", "12"]
     assert float(rows["DPM-Solver++(2M)"][-1]) >= 0.8  # classifier accuracy
 
@@ -98,8 +112,10 @@ def test_import_dpm_jax_does_not_import_flax():
     import subprocess
     import sys
 
-    code = ("import sys, dpm_jax; "
-            "assert 'flax' not in sys.modules and 'dpm_jax.demo.digits' not in sys.modules")
+    code = (
+        "import sys, dpm_jax; "
+        "assert 'flax' not in sys.modules and 'dpm_jax.demo.digits' not in sys.modules"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

@@ -6,12 +6,15 @@ import sys
 import pytest
 from paths import ROOT
 
-nbformat = pytest.importorskip("nbformat", reason="executing the notebook needs nbformat "
-                               "(pip install -e '.[test]')")
-nbclient = pytest.importorskip("nbclient", reason="executing the notebook needs nbclient "
-                               "(pip install -e '.[test]')")
-pytest.importorskip("ipykernel", reason="executing the notebook needs ipykernel "
-                    "(pip install -e '.[test]')")
+nbformat = pytest.importorskip(
+    "nbformat", reason="executing the notebook needs nbformat (pip install -e '.[test]')"
+)
+nbclient = pytest.importorskip(
+    "nbclient", reason="executing the notebook needs nbclient (pip install -e '.[test]')"
+)
+pytest.importorskip(
+    "ipykernel", reason="executing the notebook needs ipykernel (pip install -e '.[test]')"
+)
 pytest.importorskip("flax", reason="the notebook loads the Flax digits model")
 pytest.importorskip("matplotlib", reason="the notebook plots with matplotlib")
 
@@ -26,15 +29,22 @@ def test_quickstart_notebook_runs(tmp_path, monkeypatch):
     monkeypatch.setenv("JAX_PLATFORMS", "cpu")
     monkeypatch.delenv("JAX_ENABLE_X64", raising=False)
     monkeypatch.setenv("PATH", os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
-    client = nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
-                                     resources={"metadata": {"path": str(tmp_path)}})
+    client = nbclient.NotebookClient(
+        nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    )
     client.execute()
-    outputs = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code"
-                      for o in c.get("outputs", []))
+    outputs = "".join(
+        o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+    )
     assert "CPU:" in outputs
     assert "NFE 10" in outputs
     assert "reference (20 steps): accuracy" in outputs
     assert "output sharding" in outputs
-    images = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
-              if "image/png" in o.get("data", {})]
+    images = [
+        o
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.get("outputs", [])
+        if "image/png" in o.get("data", {})
+    ]
     assert len(images) == 2  # the sample grid and the NFE-vs-quality plot

@@ -61,10 +61,13 @@ def blocks(text: str) -> list[Block]:
         indent, fence, info = m.group("indent"), m.group("fence"), m.group("info").strip()
         lang = info.split()[0].lstrip("{.").rstrip("}") if info else ""
         j = i + 1
-        while j < len(lines) and not (lines[j].strip().startswith(fence)
-                                      and not lines[j].strip().strip(fence[0])):
+        while j < len(lines) and not (
+            lines[j].strip().startswith(fence) and not lines[j].strip().strip(fence[0])
+        ):
             j += 1
-        body = [ln[len(indent):] if ln.startswith(indent) else ln.lstrip() for ln in lines[i + 1:j]]
+        body = [
+            ln[len(indent) :] if ln.startswith(indent) else ln.lstrip() for ln in lines[i + 1 : j]
+        ]
         k = i - 1
         while k >= 0 and not lines[k].strip():
             k -= 1
@@ -92,22 +95,40 @@ RUNNABLE = [p for p in PAGES if runnable(p.read_text())]
 
 
 def test_marker_parsing():
-    text = ("```python\na = 1\n```\n\n<!-- skip -->\n```python title=\"old API\"\nimport torch\n```\n"
-            "```bash\nls\n```\n    ```python\n    print(2)\n    ```\n\n"
-            "    ```{.text .output}\n    2\n    ```\n")
+    text = (
+        '```python\na = 1\n```\n\n<!-- skip -->\n```python title="old API"\nimport torch\n```\n'
+        "```bash\nls\n```\n    ```python\n    print(2)\n    ```\n\n"
+        "    ```{.text .output}\n    2\n    ```\n"
+    )
     pairs = runnable(text)
-    assert [(b.code, o.code if o else None) for b, o in pairs] == [("a = 1\n", None),
-                                                                   ("print(2)\n", "2\n")]
+    assert [(b.code, o.code if o else None) for b, o in pairs] == [
+        ("a = 1\n", None),
+        ("print(2)\n", "2\n"),
+    ]
     assert [(b.lang, b.skipped, b.output) for b in blocks(text)] == [
-        ("python", False, False), ("python", True, False), ("bash", False, False),
-        ("python", False, False), ("text", False, True)]
+        ("python", False, False),
+        ("python", True, False),
+        ("bash", False, False),
+        ("python", False, False),
+        ("text", False, True),
+    ]
 
 
 def test_every_page_has_been_found():
     names = {p.relative_to(DOCS).as_posix() for p in PAGES}
-    for page in ("index.md", "getting-started.md", "choosing-a-solver.md", "model-families.md",
-                 "time-grids.md", "guidance-and-thresholding.md", "inversion.md",
-                 "gradients-and-remat.md", "many-devices.md", "migrating.md", "numerics.md"):
+    for page in (
+        "index.md",
+        "getting-started.md",
+        "choosing-a-solver.md",
+        "model-families.md",
+        "time-grids.md",
+        "guidance-and-thresholding.md",
+        "inversion.md",
+        "gradients-and-remat.md",
+        "many-devices.md",
+        "migrating.md",
+        "numerics.md",
+    ):
         assert page in names
 
 
@@ -125,8 +146,9 @@ def test_page_code_runs(page):
         if output is not None:
             got = [ln.rstrip() for ln in buf.getvalue().rstrip("\n").split("\n")]
             want = [ln.rstrip() for ln in output.code.rstrip("\n").split("\n")]
-            assert got == want, f"{where} printed\n" + "\n".join(got) + "\nbut the page shows\n" + \
-                "\n".join(want)
+            assert got == want, (
+                f"{where} printed\n" + "\n".join(got) + "\nbut the page shows\n" + "\n".join(want)
+            )
 
 
 def _installed(module: str) -> bool:
@@ -136,18 +158,37 @@ def _installed(module: str) -> bool:
         return False
 
 
-_HAVE_DOCS_TOOLS = all(_installed(m) for m in ("mkdocs", "material", "mkdocstrings",
-                                               "mkdocstrings_handlers.python"))
+_HAVE_DOCS_TOOLS = all(
+    _installed(m) for m in ("mkdocs", "material", "mkdocstrings", "mkdocstrings_handlers.python")
+)
 
 
-@pytest.mark.skipif(not _HAVE_DOCS_TOOLS,
-                    reason="the docs tools are not installed: pip install -e '.[docs]' "
-                           "(mkdocs-material, mkdocstrings[python]) to build the site")
+@pytest.mark.skipif(
+    not _HAVE_DOCS_TOOLS,
+    reason="the docs tools are not installed: pip install -e '.[docs]' "
+    "(mkdocs-material, mkdocstrings[python]) to build the site",
+)
 def test_site_builds_strict(tmp_path):
     env = dict(os.environ, NO_MKDOCS_2_WARNING="1")
-    proc = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet",
-                           "-f", str(ROOT / "mkdocs.yml"), "-d", str(tmp_path / "site")],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mkdocs",
+            "build",
+            "--strict",
+            "--quiet",
+            "-f",
+            str(ROOT / "mkdocs.yml"),
+            "-d",
+            str(tmp_path / "site"),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     for page in PAGES:
         rel = page.relative_to(DOCS).with_suffix("")

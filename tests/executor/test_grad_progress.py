@@ -23,8 +23,15 @@ def _net(x, t, s, b):
 def _loss(params, x_T, method, remat=False):
     # parameters as array keyword arguments: traced leaves, so concrete calls hit the jit cache
     model = dpm_jax.model_wrapper(_net, SCHED, model_kwargs=dict(params))
-    out = dpm_jax.sample(model, x_T, SCHED, steps=10, order=2 if method == "multistep" else 3,
-                         method=method, remat=remat)
+    out = dpm_jax.sample(
+        model,
+        x_T,
+        SCHED,
+        steps=10,
+        order=2 if method == "multistep" else 3,
+        method=method,
+        remat=remat,
+    )
     return jnp.sum(out**2)
 
 
@@ -50,8 +57,11 @@ def test_remat_halves_backward_memory_at_100_steps():
     model = dpm_jax.model_wrapper(BASE, SCHED)
     temp = {}
     for remat in (False, True):
-        f = jax.jit(jax.grad(lambda x: jnp.sum(
-            dpm_jax.sample(model, x, SCHED, steps=100, remat=remat) ** 2)))
+        f = jax.jit(
+            jax.grad(
+                lambda x: jnp.sum(dpm_jax.sample(model, x, SCHED, steps=100, remat=remat) ** 2)
+            )
+        )
         temp[remat] = f.lower(x).compile().memory_analysis().temp_size_in_bytes
     assert temp[True] <= 0.5 * temp[False], temp
 
@@ -66,7 +76,11 @@ def test_progress_ticks_once_per_step(capfd):
     # the program without progress has no callback at all
     hlo = jax.jit(lambda x: dpm_jax.sample(model, x, SCHED, steps=7)).lower(X).as_text()
     assert "callback" not in hlo.lower()
-    hlo_on = jax.jit(lambda x: dpm_jax.sample(model, x, SCHED, steps=7, progress=True)).lower(X).as_text()
+    hlo_on = (
+        jax.jit(lambda x: dpm_jax.sample(model, x, SCHED, steps=7, progress=True))
+        .lower(X)
+        .as_text()
+    )
     assert "callback" in hlo_on.lower()
 
 
@@ -76,7 +90,9 @@ def test_progress_under_shard_map_counts_steps_once(capfd):
     model = dpm_jax.model_wrapper(BASE, SCHED)
     mesh = sharding.batch_mesh()
     x = sharding.shard_batch(jnp.ones((16, 4)), mesh)
-    out = jax.jit(lambda x: sharding.sample_sharded(model, x, SCHED, mesh, steps=9, progress=True))(x)
+    out = jax.jit(lambda x: sharding.sample_sharded(model, x, SCHED, mesh, steps=9, progress=True))(
+        x
+    )
     out.block_until_ready()
     jax.effects_barrier()
     err = capfd.readouterr().err

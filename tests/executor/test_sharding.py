@@ -28,8 +28,14 @@ def cond_net(x, t_input, cond):
 
 
 def guided(scale=3.0):
-    return dpm_jax.model_wrapper(cond_net, SCHED, guidance_type="classifier-free", condition=LABELS,
-                                 unconditional_condition=jnp.zeros_like(LABELS), guidance_scale=scale)
+    return dpm_jax.model_wrapper(
+        cond_net,
+        SCHED,
+        guidance_type="classifier-free",
+        condition=LABELS,
+        unconditional_condition=jnp.zeros_like(LABELS),
+        guidance_scale=scale,
+    )
 
 
 PLAIN = dpm_jax.model_wrapper(NET, SCHED)
@@ -58,10 +64,14 @@ def test_jit_with_sharded_input_matches_one_device(mesh, case):
     xs = sharding.shard_batch(X, mesh)
     if case == "guided":  # conditions placed like the batch
         model = guided()
-        model = dpm_jax.model_wrapper(cond_net, SCHED, guidance_type="classifier-free",
-                                      condition=sharding.shard_batch(LABELS, mesh),
-                                      unconditional_condition=sharding.shard_batch(
-                                          jnp.zeros_like(LABELS), mesh), guidance_scale=3.0)
+        model = dpm_jax.model_wrapper(
+            cond_net,
+            SCHED,
+            guidance_type="classifier-free",
+            condition=sharding.shard_batch(LABELS, mesh),
+            unconditional_condition=sharding.shard_batch(jnp.zeros_like(LABELS), mesh),
+            guidance_scale=3.0,
+        )
     fn = jax.jit(lambda m, x: dpm_jax.sample(m, x, SCHED, return_info=True, **opts))
     out, info_s = fn(model, xs)
     if case == "guided":
@@ -126,8 +136,9 @@ def test_bfloat16_model_float32_state():
         return NET(x.astype(jnp.float32), t).astype(x.dtype)
 
     low = dpm_jax.model_wrapper(net16, SCHED, model_dtype=jnp.bfloat16)
-    out, info = dpm_jax.sample(low, x32, SCHED, steps=10, return_info=True,
-                               return_intermediate=True)
+    out, info = dpm_jax.sample(
+        low, x32, SCHED, steps=10, return_info=True, return_intermediate=True
+    )
     assert calls == [jnp.bfloat16] and out.dtype == jnp.float32
     assert info.intermediates.dtype == jnp.float32
     rms = float(jnp.sqrt(jnp.mean((out - ref) ** 2)))

@@ -8,25 +8,59 @@ import pytest
 import dpm_jax
 
 #: A Stable Diffusion 1.x-style scheduler config (PNDM, as such checkpoints ship it).
-SD15 = {"_class_name": "PNDMScheduler", "_diffusers_version": "0.6.0", "beta_end": 0.012,
-        "beta_schedule": "scaled_linear", "beta_start": 0.00085, "num_train_timesteps": 1000,
-        "set_alpha_to_one": False, "skip_prk_steps": True, "steps_offset": 1,
-        "trained_betas": None, "clip_sample": False}
+SD15 = {
+    "_class_name": "PNDMScheduler",
+    "_diffusers_version": "0.6.0",
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "beta_start": 0.00085,
+    "num_train_timesteps": 1000,
+    "set_alpha_to_one": False,
+    "skip_prk_steps": True,
+    "steps_offset": 1,
+    "trained_betas": None,
+    "clip_sample": False,
+}
 #: SDXL-style Euler config.
-SDXL = {"_class_name": "EulerDiscreteScheduler", "_diffusers_version": "0.19.0.dev0",
-        "beta_end": 0.012, "beta_schedule": "scaled_linear", "beta_start": 0.00085,
-        "interpolation_type": "linear", "num_train_timesteps": 1000, "prediction_type": "epsilon",
-        "sample_max_value": 1.0, "set_alpha_to_one": False, "skip_prk_steps": True,
-        "steps_offset": 1, "timestep_spacing": "leading", "trained_betas": None,
-        "use_karras_sigmas": False}
+SDXL = {
+    "_class_name": "EulerDiscreteScheduler",
+    "_diffusers_version": "0.19.0.dev0",
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "beta_start": 0.00085,
+    "interpolation_type": "linear",
+    "num_train_timesteps": 1000,
+    "prediction_type": "epsilon",
+    "sample_max_value": 1.0,
+    "set_alpha_to_one": False,
+    "skip_prk_steps": True,
+    "steps_offset": 1,
+    "timestep_spacing": "leading",
+    "trained_betas": None,
+    "use_karras_sigmas": False,
+}
 #: SD3-style flow-matching config.
-SD3 = {"_class_name": "FlowMatchEulerDiscreteScheduler", "_diffusers_version": "0.29.0.dev0",
-       "num_train_timesteps": 1000, "shift": 3.0}
+SD3 = {
+    "_class_name": "FlowMatchEulerDiscreteScheduler",
+    "_diffusers_version": "0.29.0.dev0",
+    "num_train_timesteps": 1000,
+    "shift": 3.0,
+}
 #: SD 2.x v-prediction DDIM config.
-SD2V = {"_class_name": "DDIMScheduler", "_diffusers_version": "0.8.0", "beta_end": 0.012,
-        "beta_schedule": "scaled_linear", "beta_start": 0.00085, "clip_sample": False,
-        "num_train_timesteps": 1000, "prediction_type": "v_prediction", "set_alpha_to_one": False,
-        "skip_prk_steps": True, "steps_offset": 1, "trained_betas": None}
+SD2V = {
+    "_class_name": "DDIMScheduler",
+    "_diffusers_version": "0.8.0",
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "beta_start": 0.00085,
+    "clip_sample": False,
+    "num_train_timesteps": 1000,
+    "prediction_type": "v_prediction",
+    "set_alpha_to_one": False,
+    "skip_prk_steps": True,
+    "steps_offset": 1,
+    "trained_betas": None,
+}
 
 
 def test_sd15_read_as_dpm_solver(tmp_path):
@@ -39,9 +73,10 @@ def test_sd15_read_as_dpm_solver(tmp_path):
     assert setup.model_type == "noise" and setup.options["method"] == "multistep"
     assert setup.options["skip_type"] == "linspace" and setup.options["final_sigmas_type"] == "zero"
     # the scaled_linear table: beta_n = (sqrt(b0) + n (sqrt(b1) - sqrt(b0)) / 999)^2
-    betas = np.linspace(0.00085 ** 0.5, 0.012 ** 0.5, 1000) ** 2
-    np.testing.assert_allclose(np.exp(2 * setup.schedule.marginal_log_alpha.table[1]),
-                               np.cumprod(1 - betas), rtol=1e-12)
+    betas = np.linspace(0.00085**0.5, 0.012**0.5, 1000) ** 2
+    np.testing.assert_allclose(
+        np.exp(2 * setup.schedule.marginal_log_alpha.table[1]), np.cumprod(1 - betas), rtol=1e-12
+    )
     plan = dpm_jax.build_plan(setup.schedule, steps=20, **setup.options)
     assert plan.nfe == 20 and plan.t_input[0] == 999.0 and np.all(np.isfinite(plan.m_coef))
 
@@ -49,8 +84,14 @@ def test_sd15_read_as_dpm_solver(tmp_path):
 def test_sdxl_euler_maps_to_ddim_on_leading_grid():
     with pytest.warns(UserWarning):
         setup = dpm_jax.from_diffusers_config(SDXL)
-    assert setup.options == {"method": "multistep", "order": 1, "algorithm_type": "dpmsolver++",
-                             "skip_type": "leading", "steps_offset": 1, "final_sigmas_type": "zero"}
+    assert setup.options == {
+        "method": "multistep",
+        "order": 1,
+        "algorithm_type": "dpmsolver++",
+        "skip_type": "leading",
+        "steps_offset": 1,
+        "final_sigmas_type": "zero",
+    }
     assert "sample_max_value" in setup.unknown
 
 
@@ -73,20 +114,44 @@ def test_sd2_v_ddim():
     assert not any("clip_sample" in n for n in setup.notes)  # clip_sample is false here
 
 
-@pytest.mark.parametrize("cfg, key", [
-    ({"_class_name": "DPMSolverMultistepScheduler", "beta_schedule": "cubic"}, "beta_schedule"),
-    ({"_class_name": "DPMSolverMultistepScheduler", "timestep_spacing": "middle"}, "timestep_spacing"),
-    ({"_class_name": "DPMSolverMultistepScheduler", "final_sigmas_type": "none"}, "final_sigmas_type"),
-    ({"_class_name": "DPMSolverMultistepScheduler", "lower_order_final": "yes"}, "lower_order_final"),
-    ({"_class_name": "DPMSolverMultistepScheduler", "use_karras_sigmas": True,
-      "use_exponential_sigmas": True}, "use_karras_sigmas"),
-    ({"_class_name": "DPMSolverMultistepScheduler", "variance_type": "learned_range"}, "variance_type"),
-    ({"_class_name": "UniPCMultistepScheduler", "disable_corrector": [0]}, "disable_corrector"),
-    ({"_class_name": "UniPCMultistepScheduler", "solver_type": "bh3"}, "solver_type"),
-    ({"_class_name": "DPMSolverSinglestepScheduler", "beta_start": -1.0}, "beta_start"),
-    ({"_class_name": "FlowMatchEulerDiscreteScheduler", "shift": 0}, "shift"),
-    ({"_class_name": "DPMSolverMultistepScheduler", "num_train_timesteps": 1.5}, "num_train_timesteps"),
-])
+@pytest.mark.parametrize(
+    "cfg, key",
+    [
+        ({"_class_name": "DPMSolverMultistepScheduler", "beta_schedule": "cubic"}, "beta_schedule"),
+        (
+            {"_class_name": "DPMSolverMultistepScheduler", "timestep_spacing": "middle"},
+            "timestep_spacing",
+        ),
+        (
+            {"_class_name": "DPMSolverMultistepScheduler", "final_sigmas_type": "none"},
+            "final_sigmas_type",
+        ),
+        (
+            {"_class_name": "DPMSolverMultistepScheduler", "lower_order_final": "yes"},
+            "lower_order_final",
+        ),
+        (
+            {
+                "_class_name": "DPMSolverMultistepScheduler",
+                "use_karras_sigmas": True,
+                "use_exponential_sigmas": True,
+            },
+            "use_karras_sigmas",
+        ),
+        (
+            {"_class_name": "DPMSolverMultistepScheduler", "variance_type": "learned_range"},
+            "variance_type",
+        ),
+        ({"_class_name": "UniPCMultistepScheduler", "disable_corrector": [0]}, "disable_corrector"),
+        ({"_class_name": "UniPCMultistepScheduler", "solver_type": "bh3"}, "solver_type"),
+        ({"_class_name": "DPMSolverSinglestepScheduler", "beta_start": -1.0}, "beta_start"),
+        ({"_class_name": "FlowMatchEulerDiscreteScheduler", "shift": 0}, "shift"),
+        (
+            {"_class_name": "DPMSolverMultistepScheduler", "num_train_timesteps": 1.5},
+            "num_train_timesteps",
+        ),
+    ],
+)
 def test_bad_values_name_the_key(cfg, key):
     with pytest.raises(ValueError, match=key):
         dpm_jax.from_diffusers_config(cfg)

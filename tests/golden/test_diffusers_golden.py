@@ -18,10 +18,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from paths import DATA
 
 import dpm_jax
 from dpm_jax import _executor
-from paths import DATA
 
 Z = np.load(DATA / "diffusers_golden.npz")
 RUNS = sorted({k.split("/")[1] for k in Z.files if k.startswith("config/D")})
@@ -61,7 +61,11 @@ def _net(cid):
         # 0.333 * 1000 becomes 332 or 333 depends on float rounding), where dpm_jax
         # passes 1000 sigma exactly. To compare the solvers, this network looks up the
         # integer diffusers gave it at the same node (the nearest, less than 1 away).
-        t = given[jnp.argmin(jnp.abs(given[None, :] - t_input[:, None]), axis=1)] if flow else t_input
+        t = (
+            given[jnp.argmin(jnp.abs(given[None, :] - t_input[:, None]), axis=1)]
+            if flow
+            else t_input
+        )
         return diffusers_gmm.net_output(x, t, pred, alphas_cumprod=table, flow=flow, xp=jnp)
 
     return net
@@ -77,8 +81,16 @@ def _run(cid, **extra):
         noise = jnp.asarray(Z[f"noise/{cid}"])
         _executor._standard_normal = lambda key, i, x: noise[i].astype(x.dtype)
     try:
-        out, info = dpm_jax.sample(model, jnp.asarray(Z[f"x_T/{cid}"]), setup.schedule, steps=steps,
-                                   key=jax.random.key(0), return_info=True, **setup.options, **extra)
+        out, info = dpm_jax.sample(
+            model,
+            jnp.asarray(Z[f"x_T/{cid}"]),
+            setup.schedule,
+            steps=steps,
+            key=jax.random.key(0),
+            return_info=True,
+            **setup.options,
+            **extra,
+        )
     finally:
         _executor._standard_normal = orig
         _executor._execute_jit.clear_cache()
@@ -90,8 +102,11 @@ def test_grid_matches_diffusers(cid):
     """The model is called at diffusers' timesteps; the nodes have its sigmas."""
     cfg, setup = _setup(cid)
     steps = int(Z[f"steps/{cid}"])
-    opts = {k: v for k, v in setup.options.items() if k not in (
-        "correcting_x0_fn", "thresholding_max_val", "dynamic_thresholding_ratio")}
+    opts = {
+        k: v
+        for k, v in setup.options.items()
+        if k not in ("correcting_x0_fn", "thresholding_max_val", "dynamic_thresholding_ratio")
+    }
     plan = dpm_jax.build_plan(setup.schedule, steps=steps, **opts)
     assert plan.nfe == steps
     flow = bool(Z[f"flow/{cid}"])
@@ -100,9 +115,15 @@ def test_grid_matches_diffusers(cid):
     if flow:  # diffusers truncates 1000 sigma to an int; dpm_jax passes it exactly
         assert np.all((t_in[1:] - want_t[1:] >= -1e-9) & (t_in[1:] - want_t[1:] < 1.0))
         t_in = want_t = np.zeros(1)
-    nodes = dpm_jax.grid_nodes(setup.schedule, opts["skip_type"], opts.get("t_start", setup.schedule.T),
-                               opts.get("t_end", setup.schedule.t_eps), steps,
-                               opts.get("final_sigmas_type"), steps_offset=opts.get("steps_offset", 0))
+    nodes = dpm_jax.grid_nodes(
+        setup.schedule,
+        opts["skip_type"],
+        opts.get("t_start", setup.schedule.T),
+        opts.get("t_end", setup.schedule.t_eps),
+        steps,
+        opts.get("final_sigmas_type"),
+        steps_offset=opts.get("steps_offset", 0),
+    )
     sig = np.array([n.p.sigma for n in nodes])
     with np.errstate(divide="ignore"):
         ours = sig if flow else sig / np.exp([n.p.log_alpha for n in nodes])

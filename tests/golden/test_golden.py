@@ -9,12 +9,12 @@ stored number of model calls, evaluate the model at the stored times, and
 
 from __future__ import annotations
 
+import golden
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import dpm_jax
-import golden
 
 CONFIGS = golden.configs()
 FIXED = [c for c in CONFIGS if c["method"] != "adaptive"]
@@ -26,7 +26,12 @@ def _tol(c, ref):
 
 def test_golden_set_is_complete():
     assert len(CONFIGS) == 353
-    assert {c["method"] for c in CONFIGS} == {"singlestep", "multistep", "singlestep_fixed", "adaptive"}
+    assert {c["method"] for c in CONFIGS} == {
+        "singlestep",
+        "multistep",
+        "singlestep_fixed",
+        "adaptive",
+    }
 
 
 @pytest.mark.parametrize("c", CONFIGS, ids=[c["id"] for c in CONFIGS])
@@ -49,8 +54,19 @@ def test_golden_float64(c):
 @pytest.mark.parametrize("c", FIXED, ids=[c["id"] for c in FIXED])
 def test_golden_model_call_times(c):
     """The plan calls the model at exactly the reference's times, in order."""
-    opts = {k: c[k] for k in ("steps", "order", "method", "algorithm_type", "skip_type",
-                              "solver_type", "lower_order_final", "denoise_to_zero")}
+    opts = {
+        k: c[k]
+        for k in (
+            "steps",
+            "order",
+            "method",
+            "algorithm_type",
+            "skip_type",
+            "solver_type",
+            "lower_order_final",
+            "denoise_to_zero",
+        )
+    }
     t_start, t_end = c["t_start_resolved"], c["t_end_resolved"]
     plan = dpm_jax.build_plan(golden.schedule(c["schedule"]), t_start=t_start, t_end=t_end, **opts)
     want = golden.npz()["eval_t/" + c["id"]]
@@ -58,7 +74,9 @@ def test_golden_model_call_times(c):
     np.testing.assert_allclose(plan.t, want, rtol=1e-12, atol=1e-14)
 
 
-F32 = FIXED[::8] + [c for c in FIXED if c["guidance_type"] != "uncond" or c["correcting_x0_fn"]][::3]
+F32 = (
+    FIXED[::8] + [c for c in FIXED if c["guidance_type"] != "uncond" or c["correcting_x0_fn"]][::3]
+)
 
 
 @pytest.mark.parametrize("c", F32, ids=[c["id"] for c in F32])

@@ -23,25 +23,29 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from diffusers_gmm import denoise
+from paths import DATA
 
 import dpm_jax
 from dpm_jax import _executor, schedules
-from diffusers_gmm import denoise
-from paths import DATA
 
 Z = np.load(DATA / "kdiffusion_dpmpp_golden.npz")
 IDS = sorted(k.split("/")[1] for k in Z.files if k.startswith("config/"))
 EDM = schedules.edm()
-MODEL = dpm_jax.model_wrapper(lambda x, sigma: denoise(x, 1.0, sigma[:, None], xp=jnp), EDM,
-                              model_type="x_start")
+MODEL = dpm_jax.model_wrapper(
+    lambda x, sigma: denoise(x, 1.0, sigma[:, None], xp=jnp), EDM, model_type="x_start"
+)
 OPTIONS = {
     ("sample_dpmpp_2m", None): dict(order=2),
-    ("sample_dpmpp_2m_sde", "midpoint"): dict(order=2, algorithm_type="sde-dpmsolver++",
-                                              solver_type="dpmsolver"),
-    ("sample_dpmpp_2m_sde", "heun"): dict(order=2, algorithm_type="sde-dpmsolver++",
-                                          solver_type="taylor"),
-    ("sample_dpmpp_3m_sde", None): dict(order=3, algorithm_type="sde-dpmsolver++",
-                                        solver_type="taylor", lower_order_final=False),
+    ("sample_dpmpp_2m_sde", "midpoint"): dict(
+        order=2, algorithm_type="sde-dpmsolver++", solver_type="dpmsolver"
+    ),
+    ("sample_dpmpp_2m_sde", "heun"): dict(
+        order=2, algorithm_type="sde-dpmsolver++", solver_type="taylor"
+    ),
+    ("sample_dpmpp_3m_sde", None): dict(
+        order=3, algorithm_type="sde-dpmsolver++", solver_type="taylor", lower_order_final=False
+    ),
 }
 
 
@@ -53,8 +57,16 @@ def _run(cid, **opts):
         z = jnp.asarray(noise)
         _executor._standard_normal = lambda key, i, x: z[i].astype(x.dtype)
     try:
-        return np.asarray(dpm_jax.sample(MODEL, jnp.asarray(Z[f"x_T/{cid}"]), EDM,
-                                         sigmas=Z[f"sigmas/{cid}"], key=jax.random.key(0), **opts))
+        return np.asarray(
+            dpm_jax.sample(
+                MODEL,
+                jnp.asarray(Z[f"x_T/{cid}"]),
+                EDM,
+                sigmas=Z[f"sigmas/{cid}"],
+                key=jax.random.key(0),
+                **opts,
+            )
+        )
     finally:
         _executor._standard_normal = orig
         _executor._execute_jit.clear_cache()

@@ -9,13 +9,12 @@ The bad inputs are in ``tests/api/test_errors.py``.
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
+from exact_models import start, x0_model
 
 import dpm_jax
 from dpm_jax import schedules
-from exact_models import start, x0_model
 
 SCHEDULES = {
     "discrete": schedules.discrete(betas=np.linspace(1e-4, 0.02, 1000)),
@@ -44,19 +43,30 @@ def _grid(nodes, kind):
 def _compare(name, steps, opts, grid, kind, explicit_extra=None):
     sched, model = SCHEDULES[name], MODELS[name]
     x = start(sched, 6, t=grid.get("t_start"))
-    ref, info = dpm_jax.sample(model, x, sched, steps=steps, return_info=True, key=KEY,
-                               **grid, **opts)
+    ref, info = dpm_jax.sample(
+        model, x, sched, steps=steps, return_info=True, key=KEY, **grid, **opts
+    )
     nodes = _nodes(sched, steps, **grid)
-    out, info2 = dpm_jax.sample(model, x, sched, return_info=True, key=KEY, **_grid(nodes, kind),
-                                **opts, **(explicit_extra or {}))
+    out, info2 = dpm_jax.sample(
+        model,
+        x,
+        sched,
+        return_info=True,
+        key=KEY,
+        **_grid(nodes, kind),
+        **opts,
+        **(explicit_extra or {}),
+    )
     assert info2.nfe == info.nfe
     np.testing.assert_allclose(np.asarray(out), np.asarray(ref), rtol=0, atol=1e-10)
     return info.nfe
 
 
-REFERENCE_CASES = [
-    (m, o) for m in ("multistep", "unipc") for o in (1, 2, 3)
-] + [("singlestep_fixed", o) for o in (1, 2, 3)] + [("singlestep", 1), ("singlestep", 2)]
+REFERENCE_CASES = (
+    [(m, o) for m in ("multistep", "unipc") for o in (1, 2, 3)]
+    + [("singlestep_fixed", o) for o in (1, 2, 3)]
+    + [("singlestep", 1), ("singlestep", 2)]
+)
 
 
 @pytest.mark.parametrize("kind", ["timesteps", "sigmas"])
@@ -75,11 +85,26 @@ def test_reference_spacings(name, skip_type, kind):
             k = steps // order
             grid = dict(skip_type=skip_type)
             x = start(sched, 6)
-            ref, info = dpm_jax.sample(MODELS[name], x, sched, steps=steps, return_info=True,
-                                       method=method, order=order, skip_type=skip_type)
+            ref, info = dpm_jax.sample(
+                MODELS[name],
+                x,
+                sched,
+                steps=steps,
+                return_info=True,
+                method=method,
+                order=order,
+                skip_type=skip_type,
+            )
             nodes = _nodes(sched, k, **grid)
-            out, info2 = dpm_jax.sample(MODELS[name], x, sched, return_info=True, method=method,
-                                        order=order, **_grid(nodes, kind))
+            out, info2 = dpm_jax.sample(
+                MODELS[name],
+                x,
+                sched,
+                return_info=True,
+                method=method,
+                order=order,
+                **_grid(nodes, kind),
+            )
             assert info2.nfe == info.nfe == steps
             np.testing.assert_allclose(np.asarray(out), np.asarray(ref), rtol=0, atol=1e-10)
             continue
@@ -89,11 +114,12 @@ def test_reference_spacings(name, skip_type, kind):
 
 @pytest.mark.parametrize("variant", ["multistep3_variant", "solver_type", "sde", "denoise"])
 def test_other_options_carry_over(variant):
-    opts = {"multistep3_variant": dict(order=3, multistep3_variant="third_order"),
-            "solver_type": dict(order=2, solver_type="taylor", method="unipc",
-                                unipc_variant="bh1"),
-            "sde": dict(order=2, algorithm_type="sde-dpmsolver++"),
-            "denoise": dict(order=2, algorithm_type="dpmsolver", denoise_to_zero=True)}[variant]
+    opts = {
+        "multistep3_variant": dict(order=3, multistep3_variant="third_order"),
+        "solver_type": dict(order=2, solver_type="taylor", method="unipc", unipc_variant="bh1"),
+        "sde": dict(order=2, algorithm_type="sde-dpmsolver++"),
+        "denoise": dict(order=2, algorithm_type="dpmsolver", denoise_to_zero=True),
+    }[variant]
     nfe = _compare("vp_linear", 10, opts, dict(skip_type="logSNR"), "timesteps")
     assert nfe == 10 + (variant == "denoise")
 
@@ -105,9 +131,11 @@ def test_diffusers_spacings_where_the_order_rules_agree(method, kind):
     give the same orders (first order into sigma = 0), except that diffusers' UniPC always
     lowers the last step (explicit grids follow the reference: from 10 steps on it keeps
     order 2), so that case compares with lower_order_final=False."""
-    for name, skip, final, t_end in (("edm", "karras", "zero", None),
-                                     ("ve", "exponential", "zero", None),
-                                     ("vp_linear", "karras", "sigma_min", 0.01)):
+    for name, skip, final, t_end in (
+        ("edm", "karras", "zero", None),
+        ("ve", "exponential", "zero", None),
+        ("vp_linear", "karras", "sigma_min", 0.01),
+    ):
         if kind == "timesteps" and final == "zero" and name == "ve":
             continue  # the data (sigma = 0) is not a time of the VE schedule
         for steps in (6, 16):
@@ -133,8 +161,9 @@ def test_flow_from_pure_noise():
         if method == "singlestep":
             sched = SCHEDULES["flow3"]
             ts = np.linspace(1.0, 0.0, 7)
-            out, info = dpm_jax.sample(MODELS["flow3"], start(sched, 4), sched, timesteps=ts,
-                                       return_info=True, **opts)
+            out, info = dpm_jax.sample(
+                MODELS["flow3"], start(sched, 4), sched, timesteps=ts, return_info=True, **opts
+            )
             assert info.nfe == 2 * 6 - 2  # the steps at alpha = 0 and sigma = 0 are first order
             assert np.all(np.isfinite(np.asarray(out)))
             continue
@@ -168,8 +197,9 @@ def test_jit_over_the_model_with_an_explicit_grid():
         return dpm_jax.sample(MODELS["edm"], x, sched, sigmas=sig, order=2)
 
     x = start(sched, 4)
-    np.testing.assert_allclose(run(x), dpm_jax.sample(MODELS["edm"], x, sched, sigmas=sig,
-                                                      order=2), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(
+        run(x), dpm_jax.sample(MODELS["edm"], x, sched, sigmas=sig, order=2), rtol=1e-12, atol=1e-12
+    )
 
 
 @pytest.mark.parametrize("kind", ["timesteps", "sigmas"])
@@ -194,7 +224,7 @@ def test_build_plan_takes_either_direction():
 def test_published_align_your_steps_sigmas_on_stable_diffusion():
     """diffusers' AysSchedules["StableDiffusionSigmas"] (10 steps, ending at 0) on the SD 1.x
     table: its first entry 14.615 is the table's sigma_max 14.6146 rounded up (clipped)."""
-    betas = np.linspace(0.00085 ** 0.5, 0.012 ** 0.5, 1000) ** 2
+    betas = np.linspace(0.00085**0.5, 0.012**0.5, 1000) ** 2
     sched = schedules.discrete(betas=betas, lambda_clip=None)
     ays = [14.615, 6.475, 3.861, 2.697, 1.886, 1.396, 0.963, 0.652, 0.399, 0.152, 0.0]
     plan = dpm_jax.build_plan(sched, sigmas=ays, order=2)

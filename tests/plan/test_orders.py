@@ -27,8 +27,9 @@ def reference_multistep_orders(steps, order, lower_order_final):
 def test_one_multistep_rule_is_the_reference_rule_at_threshold_10(order):
     for steps in range(order, 40):  # every valid input (multistep needs steps >= order)
         for lof in (False, True):
-            assert O.multistep_orders(steps, order, lof) == \
-                reference_multistep_orders(steps, order, lof), (steps, order, lof)
+            assert O.multistep_orders(steps, order, lof) == reference_multistep_orders(
+                steps, order, lof
+            ), (steps, order, lof)
             assert O.REFERENCE.multistep(steps, order, lof) == O.REFERENCE.unipc(steps, order, lof)
 
 

@@ -21,15 +21,15 @@ import warnings
 
 import numpy as np
 import pytest
+from paths import DATA
+from plan_cases import FIELDS, META, SCHEDULES, cases, kwargs_of
 
 import dpm_jax
-from plan_cases import FIELDS, META, SCHEDULES, cases, kwargs_of
-from paths import DATA
 
 PATH = DATA / "frozen_plans.npz"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _frozen():
     z = np.load(PATH)
     return {k: z[k] for k in z.files}, json.loads(str(z["records_json"]))

@@ -18,8 +18,13 @@ X = jnp.asarray(np.random.default_rng(0).normal(size=(3, 4)))
 
 def test_registry_is_the_list_of_methods():
     assert registry.METHODS == tuple(registry.SOLVERS)
-    assert set(registry.METHODS) == {"singlestep", "multistep", "singlestep_fixed", "adaptive",
-                                     "unipc"}
+    assert set(registry.METHODS) == {
+        "singlestep",
+        "multistep",
+        "singlestep_fixed",
+        "adaptive",
+        "unipc",
+    }
     with pytest.raises(ValueError) as info:
         dpm_jax.sample(MODEL, X, SCHED, method="nope")
     for m in registry.METHODS:

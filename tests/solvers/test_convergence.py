@@ -31,13 +31,13 @@ import pytest
 
 pytest.importorskip("scipy")
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
+import jax
+import jax.numpy as jnp
 
-import dpm_jax  # noqa: E402
-from dpm_jax import schedules  # noqa: E402
-from dpm_jax.testing import problems  # noqa: E402
-from dpm_jax.testing.exact import exact_ode_solution  # noqa: E402
+import dpm_jax
+from dpm_jax import schedules
+from dpm_jax.testing import problems
+from dpm_jax.testing.exact import exact_ode_solution
 
 TOL = 0.35  # |measured order - order| allowed
 BATCH = 8
@@ -63,10 +63,13 @@ def _cases():
             for order in (1, 2, 3):
                 if method == "multistep" and order == 3:
                     for variant in MULTISTEP3_ORDER:
-                        yield pytest.param(alg, order, method, variant,
-                                           id=f"{alg}-{method}-{order}-{variant}")
+                        yield pytest.param(
+                            alg, order, method, variant, id=f"{alg}-{method}-{order}-{variant}"
+                        )
                 else:
-                    yield pytest.param(alg, order, method, "reference", id=f"{alg}-{method}-{order}")
+                    yield pytest.param(
+                        alg, order, method, "reference", id=f"{alg}-{method}-{order}"
+                    )
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -104,10 +107,19 @@ def _measure(prob, algorithm_type, order, method, nfes, variant="reference"):
     errors = []
     for nfe in nfes:
         x0, info = dpm_jax.sample(
-            prob["model"], x_T, prob["sched"],
-            steps=nfe, order=order, method=method, algorithm_type=algorithm_type,
-            skip_type="logSNR", solver_type="dpmsolver", lower_order_final=False,
-            t_start=prob["t_start"], t_end=prob["t_end"], return_info=True,
+            prob["model"],
+            x_T,
+            prob["sched"],
+            steps=nfe,
+            order=order,
+            method=method,
+            algorithm_type=algorithm_type,
+            skip_type="logSNR",
+            solver_type="dpmsolver",
+            lower_order_final=False,
+            t_start=prob["t_start"],
+            t_end=prob["t_end"],
+            return_info=True,
             multistep3_variant=variant,
         )
         assert info.nfe == nfe and x0.dtype == jnp.float64
@@ -120,9 +132,11 @@ def _check(prob, algorithm_type, order, method, label, variant="reference"):
     nfes = NFES[order]
     errors, measured = _measure(prob, algorithm_type, order, method, nfes, variant)
     expected = MULTISTEP3_ORDER[variant] if (method, order) == ("multistep", 3) else order
-    msg = (f"{label} {algorithm_type} {method} order {order} ({variant}): measured order "
-           f"{measured:.3f}, expected {expected} "
-           f"(NFE {list(nfes)}, RMS errors {', '.join(f'{e:.2e}' for e in errors)})")
+    msg = (
+        f"{label} {algorithm_type} {method} order {order} ({variant}): measured order "
+        f"{measured:.3f}, expected {expected} "
+        f"(NFE {list(nfes)}, RMS errors {', '.join(f'{e:.2e}' for e in errors)})"
+    )
     print("\n" + msg)
     assert np.all(np.isfinite(errors)) and np.all(errors > 1e-10), msg
     assert abs(measured - expected) <= TOL, msg
@@ -165,7 +179,10 @@ def fast_problem(request, _x64):
 
 @pytest.mark.parametrize(
     "algorithm_type, order, method, variant",
-    [("dpmsolver++", 2, "multistep", "reference"), ("dpmsolver", 3, "singlestep_fixed", "reference")],
+    [
+        ("dpmsolver++", 2, "multistep", "reference"),
+        ("dpmsolver", 3, "singlestep_fixed", "reference"),
+    ],
 )
 def test_convergence_order_fast_problems(fast_problem, algorithm_type, order, method, variant):
     """The orders hold on the stiff mixture and on an empirical distribution too: their noise

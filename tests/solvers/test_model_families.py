@@ -35,14 +35,14 @@ import pytest
 
 pytest.importorskip("scipy")
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-from scipy.integrate import solve_ivp  # noqa: E402
+import jax
+import jax.numpy as jnp
+from scipy.integrate import solve_ivp
 
-import dpm_jax  # noqa: E402
-from dpm_jax import schedules  # noqa: E402
-from dpm_jax.testing import problems  # noqa: E402
-from dpm_jax.testing.exact import exact_ode_solution  # noqa: E402
+import dpm_jax
+from dpm_jax import schedules
+from dpm_jax.testing import problems
+from dpm_jax.testing.exact import exact_ode_solution
 
 GMM = problems.gmm_16d()
 BATCH, DIM = 8, 16
@@ -60,6 +60,7 @@ def _x64():
 # ----------------------------------------------------------------------------------------------
 # The mixture's exact predictions, finite at alpha = 0 and at sigma = 0.
 
+
 def _posterior(x, alpha, sigma):
     """(x0*, eps*) of the mixture at x = alpha x0 + sigma eps; alpha, sigma scalars or (B,).
 
@@ -72,8 +73,11 @@ def _posterior(x, alpha, sigma):
     means, stds = xp.asarray(GMM.means, x.dtype), xp.asarray(GMM.stds, x.dtype)
     v = a**2 * stds**2 + s**2  # (B or 1, K)
     diff = x[:, None, :] - a[..., None] * means  # (B, K, D)
-    logits = (xp.log(xp.asarray(GMM.weights, x.dtype)) - 0.5 * x.shape[-1] * xp.log(v)
-              - xp.sum(diff**2, axis=-1) / (2 * v))
+    logits = (
+        xp.log(xp.asarray(GMM.weights, x.dtype))
+        - 0.5 * x.shape[-1] * xp.log(v)
+        - xp.sum(diff**2, axis=-1) / (2 * v)
+    )
     r = xp.exp(logits - xp.max(logits, axis=-1, keepdims=True))
     r = r / xp.sum(r, axis=-1, keepdims=True)
     x0 = xp.sum(r[..., None] * (means + (a * stds**2 / v)[..., None] * diff), axis=-2)
@@ -107,9 +111,11 @@ def edm_raw_net(x_in, c_noise):
 # ----------------------------------------------------------------------------------------------
 # References.
 
+
 def _theta_reference(sched, x, t_start, t_end, tol=1e-12):
     """The probability-flow ODE from t_start to t_end in theta = atan2(sigma, alpha) (see the
     module docstring); valid with alpha = 0 or sigma = 0 at either end."""
+
     def ends(t):
         a = float(sched.marginal_alpha(np.float64(t)))
         s = float(sched.marginal_std(np.float64(t)))
@@ -168,11 +174,17 @@ def _padded(plan, rows=RMAX, window=4):
         return np.concatenate([np.asarray(a, np.float64), np.full((rows - r,), v)])
 
     m = np.zeros((rows, window))
-    m[:r, :plan.window] = plan.m_coef
+    m[:r, : plan.window] = plan.m_coef
     return dataclasses.replace(
-        plan, t=ext(plan.t, plan.t[-1]), t_input=ext(plan.t_input, plan.t_input[-1]),
-        alpha=ext(plan.alpha, plan.alpha[-1]), sigma=ext(plan.sigma, plan.sigma[-1]),
-        x_coef=ext(plan.x_coef, 1.0), m_coef=m, noise_coef=ext(plan.noise_coef, 0.0))
+        plan,
+        t=ext(plan.t, plan.t[-1]),
+        t_input=ext(plan.t_input, plan.t_input[-1]),
+        alpha=ext(plan.alpha, plan.alpha[-1]),
+        sigma=ext(plan.sigma, plan.sigma[-1]),
+        x_coef=ext(plan.x_coef, 1.0),
+        m_coef=m,
+        noise_coef=ext(plan.noise_coef, 0.0),
+    )
 
 
 def _run(name, x, steps, **kw):
@@ -194,9 +206,18 @@ def _order(nfes, errors):
 # ----------------------------------------------------------------------------------------------
 # 0. The harness itself.
 
-@pytest.mark.parametrize("sched, t_start, t_end", [
-    (FLOW1, 0.995, 0.05), (FLOW3, 0.9, 0.02), (EDM, 80.0, 0.02), (schedules.ve(), 1.0, 0.0),
-    (schedules.vp_linear(), 1.0, 1e-3)], ids=["flow1", "flow3", "edm", "ve", "vp_linear"])
+
+@pytest.mark.parametrize(
+    "sched, t_start, t_end",
+    [
+        (FLOW1, 0.995, 0.05),
+        (FLOW3, 0.9, 0.02),
+        (EDM, 80.0, 0.02),
+        (schedules.ve(), 1.0, 0.0),
+        (schedules.vp_linear(), 1.0, 1e-3),
+    ],
+    ids=["flow1", "flow3", "edm", "ve", "vp_linear"],
+)
 def test_references_agree(sched, t_start, t_end):
     """exact_ode_solution (lambda, y = x / alpha, the schedule's own alpha at the ends) and the
     theta reference are independent integrations of the same ODE."""
@@ -213,10 +234,13 @@ def test_exact_solution_needs_finite_lambda():
         exact_ode_solution(GMM, EDM, _x_start(EDM, 80.0), 80.0, 0.0)
 
 
-@pytest.mark.parametrize("name, kw", [
-    ("flow3", dict(order=2)),  # t = 1 (alpha = 0) to t = 0 (sigma = 0)
-    ("edm_raw", dict(order=3, skip_type="karras", final_sigmas_type="zero")),
-])
+@pytest.mark.parametrize(
+    "name, kw",
+    [
+        ("flow3", dict(order=2)),  # t = 1 (alpha = 0) to t = 0 (sigma = 0)
+        ("edm_raw", dict(order=3, skip_type="karras", final_sigmas_type="zero")),
+    ],
+)
 def test_padded_execution_equals_sample(name, kw):
     sched, model = MODELS[name]
     x = _x_start(sched, sched.T)
@@ -236,14 +260,24 @@ def test_edm_preconditioning_matches_denoiser():
     x = _x_start(EDM, 3.0)
     sigmas = np.geomspace(80.0, 0.005, BATCH)
     got = _x0_prediction(MODELS["edm_raw"][1], x, sigmas, sigmas, np.ones(BATCH), sigmas)
-    np.testing.assert_allclose(got, _posterior(x, 1.0, sigmas)[0], rtol=1e-12, atol=1e-12,
-                               err_msg="EDM preconditioning on schedules.edm()")
+    np.testing.assert_allclose(
+        got,
+        _posterior(x, 1.0, sigmas)[0],
+        rtol=1e-12,
+        atol=1e-12,
+        err_msg="EDM preconditioning on schedules.edm()",
+    )
     raw_on_flow = dpm_jax.model_wrapper(edm_raw_net, FLOW3, model_type="edm", sigma_data=SIGMA_DATA)
     ts = np.linspace(0.98, 0.02, BATCH)
     a, s = FLOW3.marginal_alpha(ts), FLOW3.marginal_std(ts)
     got = _x0_prediction(raw_on_flow, x, ts, FLOW3.time_input(ts), a, s)
-    np.testing.assert_allclose(got, _posterior(x, a, s)[0], rtol=1e-12, atol=1e-12,
-                               err_msg="EDM preconditioning on schedules.flow(shift=3)")
+    np.testing.assert_allclose(
+        got,
+        _posterior(x, a, s)[0],
+        rtol=1e-12,
+        atol=1e-12,
+        err_msg="EDM preconditioning on schedules.flow(shift=3)",
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -318,11 +352,22 @@ def test_convergence_order(conv_problem, solver):
     opts, expected = SOLVERS[solver]
     if skip == "karras" and opts["method"] == "singlestep_fixed":
         opts = dict(opts, method="singlestep")  # diffusers' singlestep on diffusers' grid
-    errors = _errors(name, x, exact, CONV_NFES, skip_type=skip, t_start=t0, t_end=t1,
-                     lower_order_final=False, **opts)
+    errors = _errors(
+        name,
+        x,
+        exact,
+        CONV_NFES,
+        skip_type=skip,
+        t_start=t0,
+        t_end=t1,
+        lower_order_final=False,
+        **opts,
+    )
     measured = _order(CONV_NFES, errors)
-    msg = (f"{name} {skip} {solver}: order {measured:.2f}, expected {expected} (NFE "
-           f"{list(CONV_NFES)}, max errors {', '.join(f'{e:.2e}' for e in errors)})")
+    msg = (
+        f"{name} {skip} {solver}: order {measured:.2f}, expected {expected} (NFE "
+        f"{list(CONV_NFES)}, max errors {', '.join(f'{e:.2e}' for e in errors)})"
+    )
     print("\n" + msg)
     assert np.all(np.isfinite(errors)) and np.all(errors > 1e-10), msg
     assert abs(measured - expected) <= TOL, msg
@@ -332,8 +377,9 @@ def test_edm_raw_network_equals_denoiser_run():
     """Sampling with the raw F (model_type="edm") and with D (model_type="x_start") agree."""
     x = _x_start(EDM, EDM.T)
     kw = dict(order=2, skip_type="karras", final_sigmas_type="zero")
-    np.testing.assert_allclose(_run("edm_raw", x, 20, **kw), _run("edm_x0", x, 20, **kw),
-                               rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(
+        _run("edm_raw", x, 20, **kw), _run("edm_x0", x, 20, **kw), rtol=1e-10, atol=1e-10
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -393,20 +439,26 @@ def test_whole_range_converges(whole_problem, solver):
     label, name, nfes, opts, x, exact = whole_problem
     errors = _errors(name, x, exact, nfes, **opts, **WHOLE_SOLVERS[solver])
     measured = _order(nfes, errors)
-    msg = (f"whole range {label} {solver}: order {measured:.2f} (NFE {list(nfes)}, max errors "
-           f"{', '.join(f'{e:.2e}' for e in errors)})")
+    msg = (
+        f"whole range {label} {solver}: order {measured:.2f} (NFE {list(nfes)}, max errors "
+        f"{', '.join(f'{e:.2e}' for e in errors)})"
+    )
     print("\n" + msg)
     assert np.all(np.isfinite(errors)), msg
     assert np.all(np.diff(errors) < 0), msg
     assert measured > 0.8, msg
 
 
-@pytest.mark.parametrize("name, kw", [
-    ("flow3", dict(order=3, method="singlestep")),
-    ("flow1", dict(order=2, algorithm_type="sde-dpmsolver++")),
-    ("zsnr_v", dict(order=2, method="unipc")),
-    ("edm_raw", dict(order=3, skip_type="karras", final_sigmas_type="zero")),
-], ids=["flow3-singlestep3", "flow1-sde2", "zsnr_v-unipc2", "edm_raw-multistep3-zero"])
+@pytest.mark.parametrize(
+    "name, kw",
+    [
+        ("flow3", dict(order=3, method="singlestep")),
+        ("flow1", dict(order=2, algorithm_type="sde-dpmsolver++")),
+        ("zsnr_v", dict(order=2, method="unipc")),
+        ("edm_raw", dict(order=3, skip_type="karras", final_sigmas_type="zero")),
+    ],
+    ids=["flow3-singlestep3", "flow1-sde2", "zsnr_v-unipc2", "edm_raw-multistep3-zero"],
+)
 def test_ends_finite_in_float32(name, kw):
     """sample() in float32 from alpha = 0 / to sigma = 0 is finite and close to float64."""
     sched, model = MODELS[name]
@@ -422,8 +474,17 @@ def test_ends_finite_in_float32(name, kw):
 # 3. Property test: every plan over random schedules and options is finite, or refused with
 # a message naming an argument. Host only (no compilation).
 
-ARG_NAMES = ("steps", "order", "method", "algorithm_type", "skip_type", "final_sigmas_type",
-             "t_start", "t_end", "euler_at_final")
+ARG_NAMES = (
+    "steps",
+    "order",
+    "method",
+    "algorithm_type",
+    "skip_type",
+    "final_sigmas_type",
+    "t_start",
+    "t_end",
+    "euler_at_final",
+)
 CONTINUOUS_SKIPS = ("time_uniform", "logSNR", "time_quadratic", "karras", "exponential")
 DISCRETE_SKIPS = CONTINUOUS_SKIPS + ("linspace", "leading", "trailing")
 
@@ -433,20 +494,26 @@ def _random_schedule(rng, kind):
     if kind == "flow":
         sched = schedules.flow(shift=float(rng.uniform(0.3, 5.0)))
     elif kind == "edm":
-        sched = schedules.edm(sigma_min=float(10 ** rng.uniform(-3.5, -1.0)),
-                              sigma_max=float(10 ** rng.uniform(0.5, 2.5)),
-                              sigma_data=float(rng.uniform(0.2, 1.0)))
+        sched = schedules.edm(
+            sigma_min=float(10 ** rng.uniform(-3.5, -1.0)),
+            sigma_max=float(10 ** rng.uniform(0.5, 2.5)),
+            sigma_data=float(rng.uniform(0.2, 1.0)),
+        )
     elif kind == "ve":
-        sched = schedules.ve(sigma_min=float(10 ** rng.uniform(-3.0, -1.0)),
-                             sigma_max=float(10 ** rng.uniform(0.5, 2.0)))
+        sched = schedules.ve(
+            sigma_min=float(10 ** rng.uniform(-3.0, -1.0)),
+            sigma_max=float(10 ** rng.uniform(0.5, 2.0)),
+        )
     elif kind in ("discrete", "discrete_zsnr"):
         n = int(rng.choice([50, 200, 1000]))
         betas = np.linspace(rng.uniform(1e-5, 1e-3), rng.uniform(5e-3, 3e-2) * 1000 / n, n)
-        sched = schedules.discrete(betas=np.minimum(betas, 0.999),
-                                   rescale_zero_terminal_snr=kind == "discrete_zsnr")
+        sched = schedules.discrete(
+            betas=np.minimum(betas, 0.999), rescale_zero_terminal_snr=kind == "discrete_zsnr"
+        )
     else:  # vp_linear to t = 0 (sigma = 0)
-        sched = schedules.vp_linear(beta_0=float(rng.uniform(0.05, 0.2)),
-                                    beta_1=float(rng.uniform(10.0, 25.0)))
+        sched = schedules.vp_linear(
+            beta_0=float(rng.uniform(0.05, 0.2)), beta_1=float(rng.uniform(10.0, 25.0))
+        )
         return sched, None, 0.0
     t_start = None
     if rng.random() < 0.25:  # an interior start
@@ -458,10 +525,14 @@ def _random_schedule(rng, kind):
 def _random_options(rng, sched):
     method = str(rng.choice(["multistep", "singlestep", "unipc", "sde"]))
     skips = DISCRETE_SKIPS if sched.is_discrete else CONTINUOUS_SKIPS
-    opts = dict(steps=int(rng.integers(1, 31)), order=int(rng.integers(1, 4)),
-                skip_type=str(rng.choice(skips)),
-                final_sigmas_type=[None, "zero", "sigma_min"][int(rng.integers(0, 3))],
-                method=method, algorithm_type="dpmsolver++")
+    opts = dict(
+        steps=int(rng.integers(1, 31)),
+        order=int(rng.integers(1, 4)),
+        skip_type=str(rng.choice(skips)),
+        final_sigmas_type=[None, "zero", "sigma_min"][int(rng.integers(0, 3))],
+        method=method,
+        algorithm_type="dpmsolver++",
+    )
     if method == "sde":
         opts.update(method="multistep", algorithm_type="sde-dpmsolver++")
     elif rng.random() < 0.2:
@@ -480,8 +551,14 @@ def _assert_grid_monotone(sched, t_start, t_end, opts, where=""):
         final = "zero"
     if final is None and skip not in ("karras", "exponential"):
         return
-    nodes = dpm_jax.grid_nodes(sched, skip, sched.T if t_start is None else t_start,
-                               sched.t_eps if t_end is None else t_end, opts["steps"], final)
+    nodes = dpm_jax.grid_nodes(
+        sched,
+        skip,
+        sched.T if t_start is None else t_start,
+        sched.t_eps if t_end is None else t_end,
+        opts["steps"],
+        final,
+    )
     lam = np.array([n.p.lam for n in nodes])
     assert np.all(np.diff(lam) >= 0), f"{where}: grid half log-SNR {lam}"
 
@@ -524,8 +601,9 @@ def test_flow_ends_exact_for_any_shift():
     where log(1 - sigma) is NaN; to 1 - ulp for others, e.g. 0.3, where alpha_T = 2e-16 and
     lambda_T = -36 is finite, so the closed-form first step and the alpha = 0 checks are
     skipped.)"""
-    shifts = np.concatenate([[0.43148041372226237, 0.3],
-                             np.random.default_rng(7).uniform(0.3, 5.0, 200)])
+    shifts = np.concatenate(
+        [[0.43148041372226237, 0.3], np.random.default_rng(7).uniform(0.3, 5.0, 200)]
+    )
     one, zero = np.float64(1.0), np.float64(0.0)
     for shift in shifts:
         s = schedules.flow(shift=float(shift))
@@ -544,8 +622,13 @@ def test_sigma_min_final_node_below_t_end(skip_type, t_end, algorithm_type):
     that already ends below it (t_end): refuse, or never step back up in sigma (where the SDE's
     noise coefficient would be sqrt of a negative number)."""
     sched = schedules.edm(sigma_min=0.1, sigma_max=3.0)
-    opts = dict(steps=26, order=1, skip_type=skip_type, final_sigmas_type="sigma_min",
-                algorithm_type=algorithm_type)
+    opts = dict(
+        steps=26,
+        order=1,
+        skip_type=skip_type,
+        final_sigmas_type="sigma_min",
+        algorithm_type=algorithm_type,
+    )
     try:
         plan = dpm_jax.build_plan(sched, t_end=t_end, **opts)
     except ValueError as e:
@@ -557,6 +640,7 @@ def test_sigma_min_final_node_below_t_end(skip_type, t_end, algorithm_type):
 
 # ----------------------------------------------------------------------------------------------
 # 4. Errors at alpha = 0 and infinite lambda.
+
 
 def noise_net(x, t_input):
     return 0.1 * x
@@ -575,8 +659,9 @@ def test_noise_prediction_at_alpha_zero_is_refused():
     with pytest.raises(ValueError, match="alpha = 0"):  # a plain function is a noise prediction
         dpm_jax.sample(lambda x, t: 0.1 * x, x, FLOW1, steps=5)
     with pytest.raises(ValueError, match="alpha = 0"):
-        dpm_jax.execute_plan(dpm_jax.model_wrapper(noise_net, FLOW1), x,
-                             dpm_jax.build_plan(FLOW1, steps=4))
+        dpm_jax.execute_plan(
+            dpm_jax.model_wrapper(noise_net, FLOW1), x, dpm_jax.build_plan(FLOW1, steps=4)
+        )
 
 
 def test_noise_algorithm_from_alpha_zero_is_refused():
@@ -586,21 +671,27 @@ def test_noise_algorithm_from_alpha_zero_is_refused():
                 dpm_jax.build_plan(sched, steps=6, method=method, algorithm_type="dpmsolver")
             assert "alpha = 0" in str(e.value)
         with pytest.raises(ValueError, match="algorithm_type"):
-            dpm_jax.sample(MODELS["flow1"][1], jnp.zeros((2, DIM)), FLOW1, steps=5,
-                           algorithm_type="dpmsolver")
+            dpm_jax.sample(
+                MODELS["flow1"][1], jnp.zeros((2, DIM)), FLOW1, steps=5, algorithm_type="dpmsolver"
+            )
     with pytest.raises(ValueError, match="algorithm_type"):
         dpm_jax.build_plan(FLOW1, steps=6, algorithm_type="sde-dpmsolver")
 
 
-@pytest.mark.parametrize("sched, t_start, t_end", [
-    (FLOW1, None, 0.05),  # starts at alpha = 0
-    (FLOW3, 0.9, None),  # ends at sigma = 0
-    (EDM, None, 0.0),  # ends at sigma = 0
-    (ZSNR, None, None),  # starts at alpha = 0
-    (schedules.vp_linear(), None, 0.0),
-], ids=["flow-start", "flow-end", "edm-end", "zsnr-start", "vp-end"])
+@pytest.mark.parametrize(
+    "sched, t_start, t_end",
+    [
+        (FLOW1, None, 0.05),  # starts at alpha = 0
+        (FLOW3, 0.9, None),  # ends at sigma = 0
+        (EDM, None, 0.0),  # ends at sigma = 0
+        (ZSNR, None, None),  # starts at alpha = 0
+        (schedules.vp_linear(), None, 0.0),
+    ],
+    ids=["flow-start", "flow-end", "edm-end", "zsnr-start", "vp-end"],
+)
 @pytest.mark.parametrize("method", ["multistep", "singlestep", "unipc"])
 def test_logsnr_with_infinite_end_is_refused(sched, t_start, t_end, method):
     with pytest.raises(ValueError, match="skip_type"):
-        dpm_jax.build_plan(sched, steps=6, method=method, skip_type="logSNR", t_start=t_start,
-                           t_end=t_end)
+        dpm_jax.build_plan(
+            sched, steps=6, method=method, skip_type="logSNR", t_start=t_start, t_end=t_end
+        )

@@ -8,10 +8,10 @@ import pytest
 
 pytest.importorskip("scipy")
 
-import dpm_jax  # noqa: E402
-from dpm_jax import schedules  # noqa: E402
-from dpm_jax.testing import problems  # noqa: E402
-from dpm_jax.testing.exact import exact_ode_solution  # noqa: E402
+import dpm_jax
+from dpm_jax import schedules
+from dpm_jax.testing import problems
+from dpm_jax.testing.exact import exact_ode_solution
 
 #: UniPC-p: UniP-p alone has order p; with UniC the order rises by one (the paper's
 #: Theorem 3.1). Measured on the 16-D GMM (logSNR grid, vp_linear, float64); UniPC-3
@@ -35,10 +35,19 @@ def test_unipc_convergence_order(problem, algorithm_type, order, corrector):
     sched, x_T, exact, model = problem
     errors = []
     for n in NFES[order]:
-        out, info = dpm_jax.sample(model, x_T, sched, steps=n, order=order, method="unipc",
-                                   skip_type="logSNR", algorithm_type=algorithm_type,
-                                   unipc_corrector=corrector, lower_order_final=False,
-                                   return_info=True)
+        out, info = dpm_jax.sample(
+            model,
+            x_T,
+            sched,
+            steps=n,
+            order=order,
+            method="unipc",
+            skip_type="logSNR",
+            algorithm_type=algorithm_type,
+            unipc_corrector=corrector,
+            lower_order_final=False,
+            return_info=True,
+        )
         assert info.nfe == n
         errors.append(float(np.sqrt(np.mean((np.asarray(out) - exact) ** 2))))
     measured = -np.polyfit(np.log(NFES[order]), np.log(errors), 1)[0]

@@ -1,4 +1,4 @@
-"""The test problems of ``dpm_jax.testing.problems``: exact noise predictors and reference solutions.
+"""The test problems of ``dpm_jax.testing.problems``: exact noise predictors, reference solutions.
 
 The quality benchmark and the convergence tests rest on these problems being
 exact, so each claim is checked independently: the empirical distribution's
@@ -42,8 +42,10 @@ def test_empirical_noise_is_minus_sigma_times_score(alpha, sigma):
     for k in range(x.shape[1]):
         e = np.zeros_like(x)
         e[:, k] = h
-        grad[:, k] = (problems.empirical_log_prob(emp, x + e, alpha, sigma)
-                      - problems.empirical_log_prob(emp, x - e, alpha, sigma)) / (2 * h)
+        grad[:, k] = (
+            problems.empirical_log_prob(emp, x + e, alpha, sigma)
+            - problems.empirical_log_prob(emp, x - e, alpha, sigma)
+        ) / (2 * h)
     eps = problems.empirical_noise(emp, x, alpha, sigma)
     np.testing.assert_allclose(eps, -sigma * grad, rtol=1e-6, atol=1e-6)
 
@@ -53,12 +55,20 @@ def test_empirical_numpy_and_jax_agree(alpha, sigma):
     emp = _small_empirical()
     x = np.random.default_rng(2).normal(size=(6, 5))
     for fn in (problems.empirical_noise, problems.empirical_denoise, problems.empirical_log_prob):
-        np.testing.assert_allclose(np.asarray(fn(emp, jnp.asarray(x), alpha, sigma)),
-                                   fn(emp, x, alpha, sigma), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(
+            np.asarray(fn(emp, jnp.asarray(x), alpha, sigma)),
+            fn(emp, x, alpha, sigma),
+            rtol=1e-12,
+            atol=1e-12,
+        )
     # jax.grad of the jax log-density gives the same eps.
     g = jax.grad(lambda z: problems.empirical_log_prob(emp, z, alpha, sigma).sum())(jnp.asarray(x))
-    np.testing.assert_allclose(-sigma * np.asarray(g), problems.empirical_noise(emp, x, alpha, sigma),
-                               rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(
+        -sigma * np.asarray(g),
+        problems.empirical_noise(emp, x, alpha, sigma),
+        rtol=1e-10,
+        atol=1e-10,
+    )
 
 
 def test_empirical_is_the_zero_width_mixture():
@@ -68,10 +78,18 @@ def test_empirical_is_the_zero_width_mixture():
     gmm = problems.make_gmm(emp.data, np.full(n, 1e-7), np.full(n, 1.0 / n))
     x = np.random.default_rng(3).normal(size=(5, 5))
     for alpha, sigma in ALPHA_SIGMA:
-        np.testing.assert_allclose(problems.empirical_noise(emp, x, alpha, sigma),
-                                   problems.gmm_noise(gmm, x, alpha, sigma), rtol=1e-8, atol=1e-8)
-        np.testing.assert_allclose(problems.empirical_log_prob(emp, x, alpha, sigma),
-                                   problems.gmm_log_prob(gmm, x, alpha, sigma), rtol=1e-8, atol=1e-8)
+        np.testing.assert_allclose(
+            problems.empirical_noise(emp, x, alpha, sigma),
+            problems.gmm_noise(gmm, x, alpha, sigma),
+            rtol=1e-8,
+            atol=1e-8,
+        )
+        np.testing.assert_allclose(
+            problems.empirical_log_prob(emp, x, alpha, sigma),
+            problems.gmm_log_prob(gmm, x, alpha, sigma),
+            rtol=1e-8,
+            atol=1e-8,
+        )
 
 
 def test_empirical_per_sample_alpha_sigma_and_image_shapes():
@@ -83,7 +101,7 @@ def test_empirical_per_sample_alpha_sigma_and_image_shapes():
     eps = problems.empirical_noise(emp, jnp.asarray(x), jnp.asarray(alphas), jnp.asarray(sigmas))
     assert eps.shape == (3, 2, 2)
     for b in range(3):
-        want = problems.empirical_noise(emp, x[b:b + 1].reshape(1, 4), alphas[b], sigmas[b])
+        want = problems.empirical_noise(emp, x[b : b + 1].reshape(1, 4), alphas[b], sigmas[b])
         np.testing.assert_allclose(np.asarray(eps[b]).reshape(1, 4), want, rtol=1e-12, atol=1e-12)
     with pytest.raises(ValueError, match="values per sample"):
         problems.empirical_noise(emp, np.zeros((2, 5)), 0.5, 0.5)
@@ -97,8 +115,9 @@ def test_empirical_denoiser_extremes():
     np.testing.assert_allclose(far, np.broadcast_to(emp.data.mean(0), far.shape), atol=1e-3)
     alpha, sigma = np.sqrt(1 - 1e-8), 1e-4
     pts = emp.data[[3, 7]] * alpha + sigma * np.random.default_rng(6).normal(size=(2, 5))
-    np.testing.assert_allclose(problems.empirical_denoise(emp, pts, alpha, sigma), emp.data[[3, 7]],
-                               atol=1e-12)
+    np.testing.assert_allclose(
+        problems.empirical_denoise(emp, pts, alpha, sigma), emp.data[[3, 7]], atol=1e-12
+    )
     eps = problems.empirical_noise(emp, jnp.asarray(pts, jnp.float32), alpha, sigma)
     assert eps.dtype == jnp.float32 and bool(jnp.all(jnp.isfinite(eps)))
 
@@ -106,12 +125,15 @@ def test_empirical_denoiser_extremes():
 def test_dispatch_and_errors():
     emp, gmm = _small_empirical(), problems.gmm_16d(D=5)
     x = np.random.default_rng(7).normal(size=(2, 5))
-    np.testing.assert_array_equal(problems.exact_noise(emp, x, 0.6, 0.8),
-                                  problems.empirical_noise(emp, x, 0.6, 0.8))
-    np.testing.assert_array_equal(problems.exact_noise(gmm, x, 0.6, 0.8),
-                                  problems.gmm_noise(gmm, x, 0.6, 0.8))
-    np.testing.assert_array_equal(problems.log_prob(emp, x, 0.6, 0.8),
-                                  problems.empirical_log_prob(emp, x, 0.6, 0.8))
+    np.testing.assert_array_equal(
+        problems.exact_noise(emp, x, 0.6, 0.8), problems.empirical_noise(emp, x, 0.6, 0.8)
+    )
+    np.testing.assert_array_equal(
+        problems.exact_noise(gmm, x, 0.6, 0.8), problems.gmm_noise(gmm, x, 0.6, 0.8)
+    )
+    np.testing.assert_array_equal(
+        problems.log_prob(emp, x, 0.6, 0.8), problems.empirical_log_prob(emp, x, 0.6, 0.8)
+    )
     for fn in (problems.exact_noise, problems.log_prob):
         with pytest.raises(TypeError, match="GMM or problems.Empirical"):
             fn(emp.data, x, 0.6, 0.8)
@@ -139,26 +161,37 @@ def test_class_conditioning_and_guidance():
     # Conditioning = the empirical distribution of that class alone.
     for b, c in enumerate(labels):
         sub = problems.make_empirical(emp.data[emp.labels == c])
-        np.testing.assert_allclose(problems.empirical_noise(emp, x[b:b + 1], 0.7, np.sqrt(0.51), lw[b:b + 1]),
-                                   problems.empirical_noise(sub, x[b:b + 1], 0.7, np.sqrt(0.51)),
-                                   rtol=1e-12, atol=1e-12)
-        np.testing.assert_allclose(problems.empirical_log_prob(emp, x[b:b + 1], 0.7, np.sqrt(0.51), lw[b:b + 1]),
-                                   problems.empirical_log_prob(sub, x[b:b + 1], 0.7, np.sqrt(0.51)),
-                                   rtol=1e-12)
+        np.testing.assert_allclose(
+            problems.empirical_noise(emp, x[b : b + 1], 0.7, np.sqrt(0.51), lw[b : b + 1]),
+            problems.empirical_noise(sub, x[b : b + 1], 0.7, np.sqrt(0.51)),
+            rtol=1e-12,
+            atol=1e-12,
+        )
+        np.testing.assert_allclose(
+            problems.empirical_log_prob(emp, x[b : b + 1], 0.7, np.sqrt(0.51), lw[b : b + 1]),
+            problems.empirical_log_prob(sub, x[b : b + 1], 0.7, np.sqrt(0.51)),
+            rtol=1e-12,
+        )
     sched = schedules.vp_linear()
     scale = 4.0
     model = dpm_jax.model_wrapper(
-        problems.noise_net(emp, sched), sched, guidance_type="classifier-free",
-        condition=jnp.asarray(lw), unconditional_condition=jnp.asarray(problems.uncond_log_weights(emp, 4)),
-        guidance_scale=scale)
+        problems.noise_net(emp, sched),
+        sched,
+        guidance_type="classifier-free",
+        condition=jnp.asarray(lw),
+        unconditional_condition=jnp.asarray(problems.uncond_log_weights(emp, 4)),
+        guidance_scale=scale,
+    )
     a, s_ = 0.8, 0.6
     eps_u = problems.empirical_noise(emp, x, a, s_)
     eps_c = problems.empirical_noise(emp, x, a, s_, lw)
     t = float(sched.inverse_lambda(np.log(a / s_)))
-    np.testing.assert_allclose(np.asarray(model(jnp.asarray(x), t)), eps_u + scale * (eps_c - eps_u),
-                               rtol=1e-9, atol=1e-9)
-    ref = exact_ode_solution(emp, sched, x, 1.0, 1e-3, rtol=1e-11, atol=1e-11, log_weights=lw,
-                             guidance_scale=scale)
+    np.testing.assert_allclose(
+        np.asarray(model(jnp.asarray(x), t)), eps_u + scale * (eps_c - eps_u), rtol=1e-9, atol=1e-9
+    )
+    ref = exact_ode_solution(
+        emp, sched, x, 1.0, 1e-3, rtol=1e-11, atol=1e-11, log_weights=lw, guidance_scale=scale
+    )
     x0 = dpm_jax.sample(model, jnp.asarray(x), sched, steps=400, skip_type="logSNR", t_end=1e-3)
     np.testing.assert_allclose(np.asarray(x0), ref, atol=1e-4)
     with pytest.raises(ValueError, match="log_weights must have shape"):

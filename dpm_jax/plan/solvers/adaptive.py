@@ -17,16 +17,21 @@ class Adaptive(Solver):
 
     def check_options(self, options) -> None:
         if options.explicit_grid is not None:
-            raise ValueError(f"method='adaptive' chooses its own steps: `{options.explicit_grid}` "
-                             "does not apply (use a fixed-grid method with an explicit grid).")
-        if (options.final_sigmas_type is not None or options.euler_at_final
-                or options.skip_type not in (None, "time_uniform", "logSNR", "time_quadratic")):
-            raise ValueError("method='adaptive' chooses its own steps: final_sigmas_type, "
-                             "euler_at_final and skip_type do not apply.")
+            raise ValueError(
+                f"method='adaptive' chooses its own steps: `{options.explicit_grid}` "
+                "does not apply (use a fixed-grid method with an explicit grid)."
+            )
+        if (
+            options.final_sigmas_type is not None
+            or options.euler_at_final
+            or options.skip_type not in (None, "time_uniform", "logSNR", "time_quadratic")
+        ):
+            raise ValueError(
+                "method='adaptive' chooses its own steps: final_sigmas_type, "
+                "euler_at_final and skip_type do not apply."
+            )
         if options.return_intermediate:
-            raise ValueError("`return_intermediate=True` is not supported with method='adaptive' "
-                             "(its number of steps is known only on device).")
-
-    def emit(self, rows, run) -> None:
-        raise ValueError("build_plan(): method='adaptive' chooses its grid on the fly and has no "
-                         "plan; call dpm_jax.sample(..., method='adaptive').")
+            raise ValueError(
+                "`return_intermediate=True` is not supported with method='adaptive' "
+                "(its number of steps is known only on device)."
+            )

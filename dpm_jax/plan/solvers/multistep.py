@@ -33,13 +33,16 @@ class Multistep(Solver):
 
     def check_options(self, options) -> None:
         if options.algorithm_type == "sde-dpmsolver" and options.order == 3:
-            raise ValueError("`order` must be 1 or 2 for algorithm_type='sde-dpmsolver' "
-                             "(order 3 exists for 'sde-dpmsolver++').")
+            raise ValueError(
+                "`order` must be 1 or 2 for algorithm_type='sde-dpmsolver' "
+                "(order 3 exists for 'sde-dpmsolver++')."
+            )
 
     def emit(self, rows, run: Run) -> None:
         o_ = run.options
-        orders = run.grid.rule.multistep(run.steps, o_.order, o_.lower_order_final,
-                                         o_.euler_at_final)
+        orders = run.grid.rule.multistep(
+            run.steps, o_.order, o_.lower_order_final, o_.euler_at_final
+        )
         orders = cap_orders(orders, run.nodes)
         e2_weight = 2.0 if o_.multistep3_variant == "third_order" else 1.0
         nodes, pts = run.nodes, [n.p for n in run.nodes]
@@ -49,8 +52,9 @@ class Multistep(Solver):
                 if o == 1 and pts[k].sigma == 0.0:
                     a, lin, noise = sde_first_order_to_data(rows.data, pts[i], pts[k])
                 else:
-                    a, lin, noise = C.sde_multistep(rows.data, pts[i - o + 1:i + 1], pts[k],
-                                                    o_.solver_type, e2_weight)
+                    a, lin, noise = C.sde_multistep(
+                        rows.data, pts[i - o + 1 : i + 1], pts[k], o_.solver_type, e2_weight
+                    )
                 rows.add(nodes[i], a, {key + i: c for key, c in lin.items()}, True, noise=noise)
                 continue
             if o == 1:

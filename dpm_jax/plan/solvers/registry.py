@@ -15,13 +15,16 @@ from dpm_jax.plan.solvers.unipc import UniPC
 
 __all__ = ["SOLVERS", "METHODS", "get"]
 
-SOLVERS: dict[str, Solver] = {s.name: s for s in (
-    Singlestep(),
-    Multistep(),
-    SinglestepFixed(),
-    Adaptive(),
-    UniPC(),
-)}
+SOLVERS: dict[str, Solver] = {
+    s.name: s
+    for s in (
+        Singlestep(),
+        Multistep(),
+        SinglestepFixed(),
+        Adaptive(),
+        UniPC(),
+    )
+}
 
 #: The valid ``method`` values, in the registry's order.
 METHODS: tuple[str, ...] = tuple(SOLVERS)

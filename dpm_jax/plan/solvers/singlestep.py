@@ -51,8 +51,9 @@ class Singlestep(Solver):
             emit_outer_steps(rows, run, [node(sch, float(t)) for t in ts], orders)
         else:
             final_zero = getattr(grid, "final_sigmas_type", None) == "zero"
-            calls = grid.rule.singlestep_calls(run.steps, o_.order, o_.lower_order_final,
-                                               final_zero)
+            calls = grid.rule.singlestep_calls(
+                run.steps, o_.order, o_.lower_order_final, final_zero
+            )
             emit_node_calls(rows, run.nodes, cap_call_orders(calls, run.nodes), o_.solver_type)
 
 
@@ -60,8 +61,7 @@ def explicit_orders(run: Run) -> list[int]:
     """Order ``order`` for every outer step of an explicit grid, 1 where it touches an
     infinite lambda (pure noise or the data)."""
     n = run.nodes
-    return [run.options.order if n[k].finite and n[k + 1].finite else 1
-            for k in range(len(n) - 1)]
+    return [run.options.order if n[k].finite and n[k + 1].finite else 1 for k in range(len(n) - 1)]
 
 
 def _inner_ratios(times, schedule, s, t, order):
@@ -122,7 +122,8 @@ def emit_node_calls(rows, nodes, call_orders, solver_type) -> None:
             ratio, lin = C.singlestep_2(data, pa, pt, (pts[c].lam - pa.lam) / h, solver_type)
             keys = {"s": a, "1": c}
         else:
-            ratio, lin = C.singlestep_3(data, pa, pt, (pts[a + 1].lam - pa.lam) / h,
-                                        (pts[c].lam - pa.lam) / h, solver_type)
+            ratio, lin = C.singlestep_3(
+                data, pa, pt, (pts[a + 1].lam - pa.lam) / h, (pts[c].lam - pa.lam) / h, solver_type
+            )
             keys = {"s": a, "1": a + 1, "2": c}
         rows.add(nodes[c], ratio, {keys[k]: v for k, v in lin.items()}, ends, anchor_row=a)

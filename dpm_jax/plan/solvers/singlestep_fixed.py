@@ -16,20 +16,29 @@ class SinglestepFixed(Solver):
     name = "singlestep_fixed"
 
     def check_options(self, options) -> None:
-        if options.explicit_grid is None and options.steps is not None \
-                and options.steps < options.order:
-            raise ValueError(f"`steps` must be >= `order` for method={self.name!r}: got "
-                             f"steps={options.steps}, order={options.order}.")
+        if (
+            options.explicit_grid is None
+            and options.steps is not None
+            and options.steps < options.order
+        ):
+            raise ValueError(
+                f"`steps` must be >= `order` for method={self.name!r}: got "
+                f"steps={options.steps}, order={options.order}."
+            )
 
     def check(self, run: Run) -> None:
         if run.grid.family == "diffusers":
-            raise ValueError("method='singlestep_fixed' uses the reference grid; with diffusers' "
-                             "spacings or final_sigmas_type use method='singlestep'.")
+            raise ValueError(
+                "method='singlestep_fixed' uses the reference grid; with diffusers' "
+                "spacings or final_sigmas_type use method='singlestep'."
+            )
         if run.grid.family == "spacing" and not (run.nodes[0].finite and run.nodes[-1].finite):
-            raise ValueError(f"method={self.name!r} with skip_type={run.grid.name!r} needs a finite "
-                             "half log-SNR at t_start and t_end (alpha = 0 or sigma = 0 there); use "
-                             "method='singlestep' with skip_type='time_uniform', or move "
-                             "t_start/t_end inside the schedule.")
+            raise ValueError(
+                f"method={self.name!r} with skip_type={run.grid.name!r} needs a finite "
+                "half log-SNR at t_start and t_end (alpha = 0 or sigma = 0 there); use "
+                "method='singlestep' with skip_type='time_uniform', or move "
+                "t_start/t_end inside the schedule."
+            )
 
     def emit(self, rows, run: Run) -> None:
         if run.grid.family == "explicit":

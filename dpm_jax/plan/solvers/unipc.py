@@ -35,14 +35,14 @@ class UniPC(Solver):
         nodes = run.nodes
         data, pts = rows.data, [n.p for n in nodes]
         lam = [p.lam for p in pts]
-        prev = None  # (a, P) of the previous row's prediction, absolute keys
+        prev: tuple = (1.0, {})  # (a, P) of the previous row's prediction, absolute keys
         for i in range(len(orders)):
             cx, e_lin = 1.0, {}
             if i >= 1 and use_corrector:
                 q = orders[i - 1]
-                used = lam[i - q:i + 1]
+                used = lam[i - q : i + 1]
                 if all(np.isfinite(used)) and len(set(used)) == len(used):
-                    a_c, c_lin = C.unipc(data, pts[i - q:i], pts[i], variant, corrector=True)
+                    a_c, c_lin = C.unipc(data, pts[i - q : i], pts[i], variant, corrector=True)
                     a_p, p_lin = prev
                     cx = a_c / a_p
                     e_lin = C._lin((1.0, {k + i - 1: v for k, v in c_lin.items()}), (-cx, p_lin))
@@ -50,8 +50,9 @@ class UniPC(Solver):
             if o == 1:
                 a_p, p_lin = first_order(data, pts[i], pts[i + 1])
             else:
-                a_p, p_lin = C.unipc(data, pts[i - o + 1:i + 1], pts[i + 1], variant,
-                                     corrector=False)
+                a_p, p_lin = C.unipc(
+                    data, pts[i - o + 1 : i + 1], pts[i + 1], variant, corrector=False
+                )
             p_abs = {k + i: v for k, v in p_lin.items()}
             rows.add(nodes[i], a_p * cx, C._lin((a_p, e_lin), (1.0, p_abs)), True)
             prev = (a_p, p_abs)
