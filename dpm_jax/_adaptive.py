@@ -226,7 +226,7 @@ def run(model, x, schedule, options, direction: str, batch_axis=None):
         schedule,
         corr_params,
         tols,
-        algorithm_type=options.algorithm_type,
+        algorithm_type=options.algorithm.name,
         order=options.order,
         solver_type=options.solver_type,
         corrector=corrector,

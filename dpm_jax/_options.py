@@ -41,19 +41,47 @@ SkipType = Literal[
     "leading",
     "trailing",
 ]
-Method = Literal["singlestep", "multistep", "singlestep_fixed", "adaptive", "unipc"]
+Method = Literal[
+    "singlestep",
+    "multistep",
+    "singlestep_fixed",
+    "adaptive",
+    "unipc",
+    "ipndm",
+    "deis",
+    "heun",
+    "dpm2",
+]
 AlgorithmType = Literal["dpmsolver", "dpmsolver++", "sde-dpmsolver", "sde-dpmsolver++"]
 SolverType = Literal["dpmsolver", "taylor"]
 Multistep3Variant = Literal["reference", "third_order"]
 UniPCVariant = Literal["bh1", "bh2"]
-FinalSigmasType = Literal["zero", "sigma_min"]
+IPNDMVariant = Literal["fixed", "v"]
+DEISVariant = Literal["tab", "rhoab"]
+FinalSigmasType = Literal["zero", "sigma_min", "repeat"]
 ErrorNorm = Literal["batch", "per_sample"]
 Corrector = Literal["dynamic_thresholding"] | Callable | None
 
 SOLVER_TYPES = ("dpmsolver", "taylor")
 MULTISTEP3_VARIANTS = ("reference", "third_order")
 UNIPC_VARIANTS = ("bh1", "bh2")
-FINAL_SIGMAS_TYPES = ("zero", "sigma_min")
+IPNDM_VARIANTS = ("fixed", "v")
+DEIS_VARIANTS = ("tab", "rhoab")
+#: Options that only some solvers read (each solver lists its own in ``Solver.options``).
+SOLVER_OPTIONS = (
+    "solver_type",
+    "lower_order_final",
+    "multistep3_variant",
+    "unipc_variant",
+    "unipc_corrector",
+    "euler_at_final",
+    "ipndm_variant",
+    "deis_variant",
+)
+#: Of these, the ones every solver refuses when set for another solver (the older ones are
+#: ignored by the solvers that do not read them, as before).
+STRICT_SOLVER_OPTIONS = ("ipndm_variant", "deis_variant")
+FINAL_SIGMAS_TYPES = ("zero", "sigma_min", "repeat")
 ERROR_NORMS = ("batch", "per_sample")
 DEFAULT_STEPS = 20
 
@@ -84,7 +112,7 @@ class SolverOptions(Mapping):
     steps: int | None = None
     order: int = 2
     method: Method = "multistep"
-    algorithm_type: AlgorithmType = "dpmsolver++"
+    algorithm_type: AlgorithmType | None = None
     skip_type: SkipType | None = None
     solver_type: SolverType = "dpmsolver"
     lower_order_final: bool = True
@@ -96,6 +124,8 @@ class SolverOptions(Mapping):
     multistep3_variant: Multistep3Variant = "reference"
     unipc_variant: UniPCVariant = "bh2"
     unipc_corrector: bool = True
+    ipndm_variant: IPNDMVariant = "fixed"
+    deis_variant: DEISVariant = "tab"
     final_sigmas_type: FinalSigmasType | None = None
     euler_at_final: bool = False
     karras_rho: float = 7.0
@@ -118,8 +148,15 @@ class SolverOptions(Mapping):
     # -- derived -----------------------------------------------------------------
     @property
     def algorithm(self) -> Algorithm:
-        """What ``algorithm_type`` means: ``.data`` (x0 vs eps) and ``.stochastic``."""
-        return algorithm(self.algorithm_type)
+        """What ``algorithm_type`` means: ``.name``, ``.data`` (x0 vs eps), ``.stochastic``.
+        ``algorithm_type=None`` is the solver's default ("dpmsolver++" for the DPM-Solver
+        family and UniPC, "dpmsolver" for the solvers that integrate the noise prediction:
+        iPNDM, DEIS, Heun, DPM-2)."""
+        if self.algorithm_type is not None:
+            return algorithm(self.algorithm_type)
+        from dpm_jax.plan.solvers import registry
+
+        return algorithm(registry.get(self.method).default_algorithm)
 
     @property
     def explicit_grid(self) -> str | None:
@@ -214,7 +251,8 @@ def _validate(o: SolverOptions) -> None:
     from dpm_jax.plan.solvers import registry  # (the registry imports the planner)
 
     _checks.check_choice("method", o.method, tuple(registry.SOLVERS))
-    _checks.check_choice("algorithm_type", o.algorithm_type, tuple(ALGORITHMS))
+    if o.algorithm_type is not None:
+        _checks.check_choice("algorithm_type", o.algorithm_type, tuple(ALGORITHMS))
     if o.skip_type is not None:
         from dpm_jax.plan.grids import SKIP_TYPES
 
@@ -236,16 +274,19 @@ def _validate(o: SolverOptions) -> None:
             f"`order` must be an int in 1..3, got {type(o.order).__name__} {o.order!r}."
         )
     solver = registry.get(o.method)
-    if o.algorithm_type not in solver.algorithms:
-        takes = [m for m, s in registry.SOLVERS.items() if o.algorithm_type in s.algorithms]
+    alg = o.algorithm.name
+    if alg not in solver.algorithms:
+        takes = [m for m, s in registry.SOLVERS.items() if alg in s.algorithms]
         raise ValueError(
-            f"algorithm_type={o.algorithm_type!r} needs method="
+            f"algorithm_type={alg!r} needs method="
             f"{' or '.join(map(repr, takes))} (stochastic solvers are multistep), got "
             f"method={o.method!r}."
             if o.algorithm.stochastic
-            else f"algorithm_type={o.algorithm_type!r} is not available with method="
-            f"{o.method!r}; methods that take it: {', '.join(map(repr, takes))}."
+            else f"algorithm_type={alg!r} is not available with method={o.method!r} (it "
+            f"takes {' or '.join(map(repr, solver.algorithms))}); methods that take "
+            f"{alg!r}: {', '.join(map(repr, takes))}."
         )
+    _check_solver_options(o, solver)
     solver.check_options(o)
     if o.order not in solver.orders:
         allowed = ", ".join(map(str, solver.orders[:-1])) + f" or {solver.orders[-1]}"
@@ -265,6 +306,8 @@ def _validate(o: SolverOptions) -> None:
         )
     _checks.check_choice("multistep3_variant", o.multistep3_variant, MULTISTEP3_VARIANTS)
     _checks.check_choice("unipc_variant", o.unipc_variant, UNIPC_VARIANTS)
+    _checks.check_choice("ipndm_variant", o.ipndm_variant, IPNDM_VARIANTS)
+    _checks.check_choice("deis_variant", o.deis_variant, DEIS_VARIANTS)
     if o.final_sigmas_type is not None:
         _checks.check_choice("final_sigmas_type", o.final_sigmas_type, FINAL_SIGMAS_TYPES)
     _checks.check_positive("karras_rho", o.karras_rho)
@@ -284,6 +327,29 @@ def _validate(o: SolverOptions) -> None:
                 f"`{name}` must be a concrete number (it sets the plan on the host), "
                 "got a traced value; build the plan outside jit."
             )
+
+
+def _check_solver_options(o: SolverOptions, solver) -> None:
+    """A solver-specific option set (to a non-default value) for a solver that does not read
+    it is refused, naming it (for the solvers with ``strict`` options, and always for the
+    options in STRICT_SOLVER_OPTIONS)."""
+    defaults = {f.name: f.default for f in dataclasses.fields(SolverOptions)}
+    for name in SOLVER_OPTIONS:
+        if name in solver.options or _same(getattr(o, name), defaults[name]):
+            continue
+        if solver.strict or name in STRICT_SOLVER_OPTIONS:
+            readers = [m for m, s in _registry().SOLVERS.items() if name in s.options]
+            raise ValueError(
+                f"`{name}` does not apply with method={o.method!r} (it reads "
+                f"{', '.join(solver.options) or 'none of the solver options'}); `{name}` is an "
+                f"option of method={' / '.join(map(repr, readers))}."
+            )
+
+
+def _registry():
+    from dpm_jax.plan.solvers import registry
+
+    return registry
 
 
 def _check_grid(o: SolverOptions) -> None:

@@ -49,7 +49,7 @@ def sample(
     steps: int | None = None,
     order: int = 2,
     method: str = "multistep",
-    algorithm_type: str = "dpmsolver++",
+    algorithm_type: str | None = None,
     skip_type: str | None = None,
     solver_type: str = "dpmsolver",
     lower_order_final: bool = True,
@@ -61,6 +61,8 @@ def sample(
     multistep3_variant: str = "reference",
     unipc_variant: str = "bh2",
     unipc_corrector: bool = True,
+    ipndm_variant: str = "fixed",
+    deis_variant: str = "tab",
     final_sigmas_type: str | None = None,
     euler_at_final: bool = False,
     karras_rho: float = 7.0,
@@ -95,13 +97,20 @@ def sample(
         "unipc" and "singlestep"; "singlestep_fixed" uses ``(steps // order) *
         order``. Ignored by "adaptive". With ``timesteps`` / ``sigmas`` it is
         len - 1 and may be left out.
-      order: 1, 2 or 3 (2 or 3 for "adaptive").
+      order: 1, 2 or 3 (2 or 3 for "adaptive", 1-4 for "ipndm", 2 for "heun"
+        and "dpm2").
       method: "multistep", "singlestep" (DPM-Solver-fast order mix),
-        "singlestep_fixed", "adaptive" (DPM-Solver-12/23) or "unipc" (UniPC,
+        "singlestep_fixed", "adaptive" (DPM-Solver-12/23), "unipc" (UniPC,
         Zhao et al. 2023: multistep predictor UniP plus the corrector UniC,
-        which reuses the next model call, so NFE = steps). The valid values
-        are those of the solver registry, ``dpm_jax.plan.METHODS``.
+        which reuses the next model call, so NFE = steps), "ipndm" (iPNDM,
+        orders 1-4, NFE = steps), "deis" (DEIS-tAB / rhoAB, orders 1-3, NFE =
+        steps), "heun" (EDM's Heun, 2 calls per step) or "dpm2" (k-diffusion's
+        DPM-2, 2 calls per step; both make 1 call for a last step into sigma =
+        0). The valid values are those of the solver registry,
+        ``dpm_jax.plan.METHODS``.
       algorithm_type: "dpmsolver" (noise prediction) or "dpmsolver++" (data);
+        None (default): "dpmsolver++", or "dpmsolver" for the methods that
+        integrate the noise prediction ("ipndm", "deis", "heun", "dpm2");
         stochastic: "sde-dpmsolver++" (SDE-DPM-Solver++, multistep orders 1-3;
         order 1 is DDPM's ancestral step; see the README for which options
         reproduce k-diffusion's and diffusers' SDE samplers exactly) or
@@ -129,8 +138,9 @@ def sample(
         reached by a first-order step).
       final_sigmas_type: None (the grid ends at ``t_end``), or diffusers'
         final node after ``steps`` model nodes: "zero" (the data, sigma = 0,
-        reached by a first-order step; the default of the diffusers spacings)
-        or "sigma_min" (``schedule.t_eps``).
+        reached by a first-order step; the default of the diffusers spacings),
+        "sigma_min" (``schedule.t_eps``) or "repeat" (the last model node again: a
+        zero-length last step, as diffusers' DEIS scheduler has).
       euler_at_final: make the last step first order (diffusers' option).
       karras_rho: rho of ``skip_type="karras"`` (7, Karras et al. 2022).
       steps_offset: added to diffusers' "leading" timesteps.
@@ -143,8 +153,12 @@ def sample(
         published and in the reference implementation; its second-difference
         term is half the Taylor one, so it converges with order 2) or
         "third_order" (that term doubled; converges with order 3).
-      unipc_variant, unipc_corrector: UniPC's B(h) = h ("bh1") or e^h - 1
-        ("bh2", default), and whether to apply the corrector UniC (default).
+      unipc_variant: UniPC's B(h) = h ("bh1") or e^h - 1 ("bh2", default).
+      unipc_corrector: whether UniPC applies its corrector UniC (default True).
+      ipndm_variant: "fixed" (iPNDM's Adams-Bashforth weights, exact for steps
+        uniform in sigma / alpha) or "v" (weights exact on any grid).
+      deis_variant: DEIS's extrapolation of eps: a polynomial in t ("tab",
+        default) or in rho = sigma / alpha ("rhoab").
       correcting_x0_fn: None, "dynamic_thresholding", or ``f(x0, t) -> x0``
         applied to every data prediction (DPM-Solver++) or to the final one.
       thresholding_max_val, dynamic_thresholding_ratio: dynamic thresholding's
@@ -206,7 +220,7 @@ def inverse(
     steps: int | None = None,
     order: int = 2,
     method: str = "multistep",
-    algorithm_type: str = "dpmsolver++",
+    algorithm_type: str | None = None,
     skip_type: str | None = None,
     solver_type: str = "dpmsolver",
     lower_order_final: bool = True,
@@ -218,6 +232,8 @@ def inverse(
     multistep3_variant: str = "reference",
     unipc_variant: str = "bh2",
     unipc_corrector: bool = True,
+    ipndm_variant: str = "fixed",
+    deis_variant: str = "tab",
     final_sigmas_type: str | None = None,
     euler_at_final: bool = False,
     karras_rho: float = 7.0,

@@ -115,6 +115,22 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "sigma_max": None,
         "shift_terminal": None,
     },
+    "DEISMultistepScheduler": {
+        **_BETAS,
+        **_THRESH,
+        **_SIGMAS,
+        "use_flow_sigmas": False,
+        "flow_shift": 1.0,
+        "use_dynamic_shifting": False,
+        "time_shift_type": "exponential",
+        "solver_order": 2,
+        "prediction_type": "epsilon",
+        "algorithm_type": "deis",
+        "solver_type": "logrho",
+        "lower_order_final": True,
+        "timestep_spacing": "linspace",
+        "steps_offset": 0,
+    },
     "DDIMScheduler": {
         **_BETAS,
         **_THRESH,
@@ -384,7 +400,7 @@ def from_diffusers_config(config, scheduler: str | None = None) -> DiffusersSetu
         in ``unknown``).
 
     Supported ``_class_name``: DPMSolverMultistepScheduler, DPMSolverSinglestepScheduler,
-    UniPCMultistepScheduler, DDIMScheduler, EulerDiscreteScheduler,
+    UniPCMultistepScheduler, DEISMultistepScheduler, DDIMScheduler, EulerDiscreteScheduler,
     FlowMatchEulerDiscreteScheduler. Discrete tables become
     ``schedules.discrete(..., lambda_clip=None)`` (zero-terminal-SNR rescaling as
     diffusers does it, with its last alphas_cumprod of 2^-24), flow sigmas
@@ -418,6 +434,8 @@ def from_diffusers_config(config, scheduler: str | None = None) -> DiffusersSetu
         "UniPCMultistepScheduler",
     ):
         out = _dpm_family(cls, c, notes)
+    elif cls == "DEISMultistepScheduler":
+        out = _deis(cls, c, notes)
     elif cls == "FlowMatchEulerDiscreteScheduler":
         out = _flow_match(cls, c, notes)
     else:
@@ -530,6 +548,48 @@ def _dpm_family(cls, c, notes):
     else:
         opts.update(_spacing(cls, c, notes))
     opts["final_sigmas_type"] = final
+    return schedule, model_type, opts
+
+
+def _deis(cls, c, notes):
+    """DEISMultistepScheduler ("deis" / "logrho", the only values it has): the noise
+    prediction extrapolated by a polynomial in log rho = -lambda and integrated exactly.
+    That is DPM-Solver's noise-prediction multistep family with the exact Taylor terms:
+    order 2 is solver_type "taylor", order 3 the "third_order" variant (checked against
+    diffusers in tests/golden/test_deis_golden.py). Its grids end at the table's first
+    sigma (timestep spacings: final_sigmas_type "sigma_min") or repeat their last sigma
+    (karras, exponential, flow: "repeat", a zero-length last step)."""
+    model_type = _prediction(cls, c)
+    order = c["solver_order"]
+    if isinstance(order, bool) or order not in (1, 2, 3):
+        raise ValueError(f"{cls}: `solver_order` must be 1, 2 or 3, got {order!r}.")
+    alg = c["algorithm_type"]
+    alg = "deis" if alg in ("dpmsolver", "dpmsolver++") else alg  # as diffusers does
+    _choice(cls, "algorithm_type", alg, ("deis",))
+    st = c["solver_type"]
+    st = "logrho" if st in ("midpoint", "heun", "bh1", "bh2") else st  # as diffusers does
+    _choice(cls, "solver_type", st, ("logrho",))
+    opts: dict[str, Any] = {
+        "method": "multistep",
+        "order": order,
+        "algorithm_type": "dpmsolver",
+        "solver_type": "taylor",
+        "multistep3_variant": "third_order",
+        "lower_order_final": _flag(cls, "lower_order_final", c["lower_order_final"]),
+    }
+    opts.update(_thresholding(cls, c, notes))
+    _dynamic_shift(cls, c, notes)
+    if _flag(cls, "use_flow_sigmas", c["use_flow_sigmas"]):
+        schedule, n = _flow_schedule(cls, c)
+        opts.update(
+            skip_type="time_uniform", t_start=1.0 - 1.0 / n, t_end=0.0, final_sigmas_type="repeat"
+        )
+        return schedule, model_type, opts
+    schedule = _discrete_schedule(cls, c, notes)
+    opts.update(_spacing(cls, c, notes))
+    opts["final_sigmas_type"] = (
+        "repeat" if opts["skip_type"] in ("karras", "exponential") else "sigma_min"
+    )
     return schedule, model_type, opts
 
 

@@ -22,16 +22,31 @@ from dpm_jax.schedules import Schedule
 __all__ = ["build_plan", "plan_run"]
 
 
-def plan_run(schedule: Schedule, options: SolverOptions, direction: str | None = None) -> Plan:
+def plan_run(
+    schedule: Schedule, options: SolverOptions, direction: str | None = None, times=None
+) -> Plan:
     """The plan of a run with validated ``options``; ``direction`` "down" (sample),
-    "up" (inverse) or None (either, from the span)."""
+    "up" (inverse) or None (either, from the span).
+
+    ``times``: the grid as a sequence of times whose interior entries may be jax values
+    (the first and last are host numbers), for grid optimisation: the plan's arrays are
+    then jax arrays, differentiable in those times, with the same rows and the same
+    values as the float64 plan of the same grid (up to the jax dtype). The caller keeps
+    the interior strictly between the ends and monotone; ``options.steps`` must be
+    len(times) - 1."""
     solver = registry.get(options.method)
     if solver.adaptive:
         raise ValueError(
             f"build_plan(): method={options.method!r} chooses its grid on the fly "
             f"and has no plan; call dpm_jax.sample(..., method={options.method!r})."
         )
-    grid = grids.grid_from_options(options)
+    if times is not None:
+        if options.explicit_grid is not None or len(times) != options.num_steps + 1:
+            raise ValueError("plan_run(times=...): pass the grid once, with steps=len(times) - 1.")
+        grid: grids.Spacing | grids.DiffusersGrid | grids.ExplicitGrid
+        grid = grids.ExplicitGrid("timesteps", tuple(times))
+    else:
+        grid = grids.grid_from_options(options)
     t_start, t_end, steps = grid.span(
         schedule, options.t_start, options.t_end, options.steps, direction
     )
@@ -49,13 +64,13 @@ def plan_run(schedule: Schedule, options: SolverOptions, direction: str | None =
         )
     if upwards and alg.stochastic:
         raise ValueError(
-            f"algorithm_type={options.algorithm_type!r} is stochastic and samples "
+            f"algorithm_type={alg.name!r} is stochastic and samples "
             "downwards only; invert (t_start < t_end) with the deterministic "
             "'dpmsolver++' or 'dpmsolver'."
         )
     if not alg.data and ends[0] == -np.inf:
         raise ValueError(
-            f"algorithm_type={options.algorithm_type!r} integrates the noise "
+            f"algorithm_type={alg.name!r} integrates the noise "
             "prediction, which is undefined at alpha = 0 (pure noise, lambda = -inf) "
             "where this run starts; use 'dpmsolver++' / 'sde-dpmsolver++', or start at "
             "t_start < T."
@@ -75,9 +90,7 @@ def plan_run(schedule: Schedule, options: SolverOptions, direction: str | None =
             rows.add(t_end, 0.0, {i: 1.0}, True)
         else:
             rows.add(t_end, 1.0 / alpha, {i: -p.sigma / alpha}, True)
-    return plan_from_rows(
-        rows, options.algorithm_type, solver.include_start, options.denoise_to_zero
-    )
+    return plan_from_rows(rows, alg.name, solver.include_start, options.denoise_to_zero)
 
 
 def build_plan(
@@ -85,7 +98,7 @@ def build_plan(
     steps: int | None = None,
     order: int = 2,
     method: str = "multistep",
-    algorithm_type: str = "dpmsolver++",
+    algorithm_type: str | None = None,
     skip_type: str | None = None,
     solver_type: str = "dpmsolver",
     lower_order_final: bool = True,
@@ -98,6 +111,8 @@ def build_plan(
     *,
     timesteps=None,
     sigmas=None,
+    ipndm_variant: str = "fixed",
+    deis_variant: str = "tab",
     final_sigmas_type: str | None = None,
     euler_at_final: bool = False,
     karras_rho: float = 7.0,

@@ -24,10 +24,11 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, ClassVar
 
+import jax.numpy as jnp
 import numpy as np
 
 from dpm_jax import _checks
-from dpm_jax.plan.nodes import DATA_NODE, Node, node
+from dpm_jax.plan.nodes import DATA_NODE, Node, is_jax, node
 from dpm_jax.plan.orders import DIFFUSERS, REFERENCE, OrderRule
 from dpm_jax.schedules import Schedule
 
@@ -131,7 +132,9 @@ def grid_nodes(
     grid for the reference spacings; "karras" / "exponential": ``steps`` points
     with both ends included; "linspace" / "leading" / "trailing": diffusers'
     integer timesteps of a discrete table, with ``steps_offset``) and the last
-    node is the data (``"zero"``: sigma = 0) or the schedule's t_eps (``"sigma_min"``).
+    node is the data (``"zero"``: sigma = 0), the schedule's t_eps (``"sigma_min"``) or
+    the last model node again (``"repeat"``: a last step of zero length, which leaves the
+    state as it is; diffusers' DEISMultistepScheduler does this on its sigma grids).
 
     "karras": sigma^(1/rho) uniform between sigma(t_start) and sigma(t_end), with
     sigma = e^{-lambda} (Karras et al. 2022, eq. 5); "exponential": log sigma
@@ -191,7 +194,9 @@ def grid_nodes(
         with np.errstate(divide="ignore"):
             lams = -np.log(sig)
         ts = schedule.inverse_lambda(lams)
-        ts[0], ts[-1] = t_start, t_end
+        ts[0] = t_start
+        if ts.shape[0] > 1:  # (one point: the start, as diffusers and k-diffusion have it)
+            ts[-1] = t_end
         if schedule.is_discrete:
             idx = _table_index(schedule, lams)
             idx = np.round(idx) if skip_type == "karras" else np.floor(idx)
@@ -203,7 +208,12 @@ def grid_nodes(
         ts = time_grid(schedule, skip_type, t_start, t_end, steps)
         nodes = [node(schedule, t) for t in (ts[:-1] if with_final else ts)]
     if with_final:
-        nodes.append(DATA_NODE if final_sigmas_type == "zero" else node(schedule, schedule.t_eps))
+        if final_sigmas_type == "zero":
+            nodes.append(DATA_NODE)
+        elif final_sigmas_type == "repeat":  # a zero-length last step (diffusers' DEIS)
+            nodes.append(nodes[-1])
+        else:
+            nodes.append(node(schedule, schedule.t_eps))
         if nodes[-1].p.lam < nodes[-2].p.lam:
             raise ValueError(
                 f"final_sigmas_type='sigma_min' ends on the schedule's t_eps="
@@ -290,6 +300,8 @@ class ExplicitGrid:
 
     def span(self, schedule: Schedule, t_start, t_end, steps, direction):
         """(first time, last time, len - 1), after checking direction and range."""
+        if self.differentiable:  # interior jax values: the caller keeps them inside
+            return float(self.values[0]), float(self.values[-1]), len(self.values) - 1
         v = np.asarray(self.values, np.float64)
         down = bool(v[-1] < v[0])  # strictly monotone (checked by the options)
         if direction is not None and down != (direction == "down"):
@@ -332,16 +344,26 @@ class ExplicitGrid:
         ts = np.asarray(schedule.inverse_lambda(np.clip(lam, lam_lo, lam_hi)), np.float64)
         return np.where(v == 0.0, DATA_NODE.t, ts)
 
+    @property
+    def differentiable(self) -> bool:
+        """Interior times given as jax values (``dpm_jax.plan.plan_run(..., times=)``)."""
+        return not isinstance(self.values, np.ndarray) and any(is_jax(v) for v in self.values)
+
     def nodes(self, schedule: Schedule, t_start, t_end, steps) -> list[Node]:
         del t_start, t_end, steps
+        if self.differentiable:
+            return [node(schedule, v) for v in self.values]
         v = np.asarray(self.values, np.float64)
         if self.kind == "timesteps":
             return [node(schedule, t) for t in v]
         ts = self._sigma_times(schedule, v)
         return [DATA_NODE if s == 0.0 else node(schedule, t) for s, t in zip(v, ts)]
 
-    def times(self, schedule: Schedule, t0: float, t1: float, n: int) -> np.ndarray:
+    def times(self, schedule: Schedule, t0, t1, n: int):
         """A singlestep step's points: n + 1 times uniform in lambda from t0 to t1."""
+        if is_jax(t0) or is_jax(t1):
+            lam0, lam1 = schedule.marginal_lambda(t0), schedule.marginal_lambda(t1)
+            return schedule.inverse_lambda(lam0 + (lam1 - lam0) * jnp.linspace(0.0, 1.0, n + 1))
         return time_grid(schedule, "logSNR", t0, t1, n)
 
 

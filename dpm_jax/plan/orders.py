@@ -21,7 +21,7 @@ import dataclasses
 import math
 from collections.abc import Callable
 
-import numpy as np
+from dpm_jax.plan.nodes import distinct_finite, is_finite, is_jax
 
 __all__ = [
     "OrderRule",
@@ -163,6 +163,11 @@ REFERENCE = OrderRule("reference", 10, 10, _reference_singlestep_calls)
 DIFFUSERS = OrderRule("diffusers", 15, math.inf, diffusers_singlestep_orders)
 
 
+def _equal(a, b) -> bool:
+    """a == b for host values (jax values: interior nodes, distinct)."""
+    return not (is_jax(a) or is_jax(b)) and bool(a == b)
+
+
 def cap_orders(orders, nodes):
     """Lowers the order of steps whose history meets an infinite or repeated lambda.
 
@@ -174,11 +179,11 @@ def cap_orders(orders, nodes):
     out = []
     lam = [n.p.lam for n in nodes]
     for k, o in enumerate(orders, start=1):
-        if not (np.isfinite(lam[k - 1]) and np.isfinite(lam[k])) or lam[k] == lam[k - 1]:
+        if not (is_finite(lam[k - 1]) and is_finite(lam[k])) or _equal(lam[k], lam[k - 1]):
             o = 1
-        while o > 1 and not all(np.isfinite(lam[j]) for j in range(k - o, k)):
+        while o > 1 and not all(is_finite(lam[j]) for j in range(k - o, k)):
             o -= 1
-        while o > 1 and any(lam[j] == lam[j + 1] for j in range(k - o, k - 1)):
+        while o > 1 and any(_equal(lam[j], lam[j + 1]) for j in range(k - o, k - 1)):
             o -= 1
         out.append(o)
     return out
@@ -195,7 +200,7 @@ def cap_call_orders(call_orders, nodes):
         o = min(o, c - anchor + 1)
         while o > 1:
             used = lam[c - o + 1 : c + 2]
-            if all(np.isfinite(used)) and len(set(used)) == len(used):
+            if distinct_finite(used):
                 break
             o -= 1
         if o == 1:

@@ -10,10 +10,11 @@ is what the executor runs: ``x_{i+1} = x_coef[i] x_i + sum_j m_coef[i, j] M_{i-j
 
 from __future__ import annotations
 
+import jax.numpy as jnp
 import numpy as np
 
 from dpm_jax import _coeffs as C
-from dpm_jax.plan.nodes import Node
+from dpm_jax.plan.nodes import Node, is_jax, is_zero
 from dpm_jax.plan.nodes import node as make_node
 from dpm_jax.schedules import Schedule
 
@@ -48,6 +49,14 @@ class Rows:
             raise AssertionError(
                 "internal: noise in a row with a distant anchor"
             )  # pragma: no cover
+        values = [anchor_coef, noise, *lin.values()]
+        if any(is_jax(v) for v in values):  # a differentiable plan: keep the jax scalars
+            self.noise.append(noise)
+            self.nodes.append(node)
+            self.x_lin.append({i if anchor_row is None else anchor_row: anchor_coef})
+            self.m_lin.append({int(k): c for k, c in lin.items()})
+            self.ends_step.append(bool(ends_step))
+            return i
         coefs = [float(anchor_coef), float(noise)] + [float(c) for c in lin.values()]
         if not np.all(np.isfinite(coefs)):
             raise AssertionError(
@@ -74,7 +83,7 @@ class Rows:
             ((k, coef_x),) = self.x_lin[r].items()
             lin = dict(self.m_lin[r])
             while k < r:
-                if c[k] == 0.0:
+                if is_zero(c[k]):
                     raise AssertionError(
                         f"internal: row {k} has no weight on its point"
                     )  # pragma: no cover
@@ -84,14 +93,31 @@ class Rows:
                 k += 1
             c.append(coef_x)
             d.append(lin)
+        for r, lin in enumerate(d):
+            for k in lin:
+                if not 0 <= r - k < BUFFER:
+                    raise AssertionError(f"internal: row {r} reaches row {k}")  # pragma: no cover
+        if any(is_jax(v) for v in c) or any(is_jax(v) for lin in d for v in lin.values()):
+            return _jax_tables(c, d)
         m_coef = np.zeros((r_total, BUFFER))
         for r, lin in enumerate(d):
             for k, v in lin.items():
-                if not 0 <= r - k < BUFFER:
-                    raise AssertionError(f"internal: row {r} reaches row {k}")  # pragma: no cover
                 m_coef[r, r - k] += v
         used = [j for j in range(BUFFER) if np.any(m_coef[:, j])]
         return np.asarray(c, np.float64), m_coef[:, : (max(used) + 1 if used else 1)]
+
+
+def _jax_tables(c, d):
+    """The tables of a differentiable plan (jax scalars): the same layout, its window the
+    columns any row reaches (values cannot be inspected)."""
+    width = max([r - k + 1 for r, lin in enumerate(d) for k in lin] or [1])
+    rows = []
+    for r, lin in enumerate(d):
+        cells = [jnp.zeros(()) for _ in range(width)]
+        for k, v in lin.items():
+            cells[r - k] = cells[r - k] + v
+        rows.append(jnp.stack([jnp.asarray(x) for x in cells]))
+    return jnp.stack([jnp.asarray(x) for x in c]), jnp.stack(rows)
 
 
 def first_order(data: bool, ps: C.Point, pt: C.Point):
@@ -103,7 +129,7 @@ def first_order(data: bool, ps: C.Point, pt: C.Point):
     ``sigma_t (e^h - 1) -> alpha_t sigma_s / alpha_s``:
     ``x_t = (alpha_t / alpha_s)(x_s - sigma_s eps)``.
     """
-    if data or pt.sigma > 0.0:
+    if data or not is_zero(pt.sigma):
         return C.first_order(data, ps, pt, m_s=0)
     ratio = float(np.exp(pt.log_alpha - ps.log_alpha))
     return ratio, {0: -ratio * ps.sigma}

@@ -17,6 +17,7 @@ import dataclasses
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from dpm_jax._algorithm import algorithm
@@ -100,17 +101,42 @@ jax.tree_util.register_dataclass(Plan, data_fields=_DATA_FIELDS, meta_fields=_ME
 
 
 def plan_from_rows(rows, algorithm_type: str, include_start: bool, denoise_to_zero: bool) -> Plan:
-    """The :class:`Plan` of the rows collected in a :class:`~dpm_jax.plan.rows.Rows`."""
+    """The :class:`Plan` of the rows collected in a :class:`~dpm_jax.plan.rows.Rows`
+    (float64 NumPy arrays; jax arrays if any node or coefficient is a jax value)."""
     x_coef, m_coef = rows.tables()
+    t = [n.t for n in rows.nodes]
+    t_input = [n.t_input for n in rows.nodes]
+    log_alpha = [n.p.log_alpha for n in rows.nodes]
+    sigma = [n.p.sigma for n in rows.nodes]
+    if isinstance(x_coef, jax.Array) or any(
+        isinstance(v, jax.Array) for v in (*t, *t_input, *log_alpha, *sigma, *rows.noise)
+    ):
+
+        def vec(values):
+            return jnp.stack([jnp.asarray(v) for v in values])
+
+        arrays = dict(
+            t=vec(t),
+            t_input=vec(t_input),
+            alpha=jnp.exp(vec(log_alpha)),
+            sigma=vec(sigma),
+            x_coef=jnp.asarray(x_coef),
+            m_coef=jnp.asarray(m_coef),
+            noise_coef=vec(rows.noise),
+        )
+    else:
+        arrays = dict(
+            t=np.asarray(t, np.float64),
+            t_input=np.asarray(t_input, np.float64),
+            alpha=np.asarray([np.exp(v) for v in log_alpha], np.float64),
+            sigma=np.asarray(sigma, np.float64),
+            x_coef=x_coef,
+            m_coef=m_coef,
+            noise_coef=np.asarray(rows.noise, np.float64),
+        )
     return Plan(
-        t=np.asarray([n.t for n in rows.nodes], np.float64),
-        t_input=np.asarray([n.t_input for n in rows.nodes], np.float64),
-        alpha=np.asarray([np.exp(n.p.log_alpha) for n in rows.nodes], np.float64),
-        sigma=np.asarray([n.p.sigma for n in rows.nodes], np.float64),
-        x_coef=x_coef,
-        m_coef=m_coef,
+        **arrays,
         intermediate_rows=np.nonzero(rows.ends_step)[0].astype(np.int32),
-        noise_coef=np.asarray(rows.noise, np.float64),
         algorithm_type=algorithm_type,
         stochastic=algorithm(algorithm_type).stochastic,
         include_start=bool(include_start),

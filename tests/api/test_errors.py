@@ -498,6 +498,61 @@ CASES = [
     ),
     ("sigmas below the schedule", lambda: sample(sigmas=[10.0, 1.0, 1e-4]), ValueError, "sigmas"),
     ("sigmas empty", lambda: sample(sched=VP, sigmas=[]), ValueError, "sigmas"),
+    # the low-NFE solvers: options that do not apply name the option
+    *[
+        (f"{m} with {name}", lambda m=m, kw=kw: sample(sched=VP, method=m, **kw), ValueError, text)
+        for m in ("ipndm", "deis", "heun", "dpm2")
+        for name, kw, text in (
+            ("sde", dict(algorithm_type="sde-dpmsolver++"), "algorithm_type"),
+            ("data prediction", dict(algorithm_type="dpmsolver++"), "algorithm_type"),
+            ("solver_type", dict(solver_type="taylor"), "solver_type"),
+            ("lower_order_final", dict(lower_order_final=False), "lower_order_final"),
+            ("multistep3_variant", dict(multistep3_variant="third_order"), "multistep3_variant"),
+            ("unipc_variant", dict(unipc_variant="bh1"), "unipc_variant"),
+            ("unipc_corrector", dict(unipc_corrector=False), "unipc_corrector"),
+            ("euler_at_final", dict(euler_at_final=True), "euler_at_final"),
+        )
+    ],
+    ("ipndm order 5", lambda: sample(sched=VP, method="ipndm", order=5), ValueError, "order"),
+    ("deis order 4", lambda: sample(sched=VP, method="deis", order=4), ValueError, "order"),
+    ("heun order 3", lambda: sample(sched=VP, method="heun", order=3), ValueError, "order"),
+    ("dpm2 order 1", lambda: sample(sched=VP, method="dpm2", order=1), ValueError, "order"),
+    (
+        "unknown ipndm_variant",
+        lambda: sample(sched=VP, method="ipndm", ipndm_variant="w"),
+        ValueError,
+        "ipndm_variant",
+    ),
+    (
+        "unknown deis_variant",
+        lambda: sample(sched=VP, method="deis", deis_variant="ab"),
+        ValueError,
+        "deis_variant",
+    ),
+    (
+        "ipndm_variant with deis",
+        lambda: sample(sched=VP, method="deis", ipndm_variant="v"),
+        ValueError,
+        "ipndm_variant",
+    ),
+    (
+        "deis_variant with multistep",
+        lambda: sample(sched=VP, deis_variant="rhoab"),
+        ValueError,
+        "deis_variant",
+    ),
+    (
+        "ipndm from alpha = 0",
+        lambda: sample(sched=FLOW, model=FLOW_MODEL, method="ipndm"),
+        ValueError,
+        "algorithm_type",
+    ),
+    (
+        "unknown final_sigmas_type",
+        lambda: sample(final_sigmas_type="last"),
+        ValueError,
+        "final_sigmas_type",
+    ),
 ]
 
 

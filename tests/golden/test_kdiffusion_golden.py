@@ -1,5 +1,12 @@
-"""Agreement with k-diffusion 0.1.1.post1 (``data/kdiffusion_dpmpp_golden.npz``, made by
+"""Agreement with k-diffusion 0.1.1.post1 (``data/kdiffusion_golden.npz`` and
+``data/kdiffusion_dpmpp_golden.npz``, made by ``tools/make_kdiffusion_golden.py`` and
 ``tools/make_kdiffusion_dpmpp_golden.py``; see ``data/KDIFFUSION_GOLDEN_README.md``).
+
+``sample_heun`` (EDM's Heun, s_churn = 0) and ``sample_dpm_2`` are ``method="heun"`` and
+``method="dpm2"`` (36 runs: Karras grids of 1-20 steps, rho 7 and 3, two sigma ranges,
+and three other grids, one not ending at 0): equal to <= 1e-8 in float64 (asserted), the
+model called at the same sigmas, and the built-in ``skip_type="karras",
+final_sigmas_type="zero"`` grid equal to k-diffusion's.
 
 k-diffusion's DPM-Solver++ samplers run on its Karras sigmas, passed to dpm_jax as an
 explicit grid (``sigmas=``, ending with 0) on ``schedules.edm()`` (alpha = 1), with the
@@ -30,6 +37,9 @@ import dpm_jax
 from dpm_jax import _executor, schedules
 
 Z = np.load(DATA / "kdiffusion_dpmpp_golden.npz")
+K = np.load(DATA / "kdiffusion_golden.npz")
+K_IDS = sorted(k.split("/")[1] for k in K.files if k.startswith("config/"))
+METHOD = {"sample_heun": "heun", "sample_dpm_2": "dpm2"}
 IDS = sorted(k.split("/")[1] for k in Z.files if k.startswith("config/"))
 EDM = schedules.edm()
 MODEL = dpm_jax.model_wrapper(
@@ -92,3 +102,38 @@ def test_the_defaults_differ_from_dpmpp_3m_sde_as_documented():
         diffs[cfg["n"]] = float(np.max(np.abs(out - Z[f"out/{cid}"])))
     print(diffs)
     assert set(diffs) == {5, 10, 20} and all(d > 1e-8 for d in diffs.values())
+
+
+@pytest.mark.parametrize("cid", K_IDS)
+def test_heun_and_dpm2_match_k_diffusion(cid):
+    cfg = json.loads(str(K[f"config/{cid}"]))
+    sigmas = K[f"sigmas/{cid}"]
+    method = METHOD[cfg["sampler"]]
+    plan = dpm_jax.build_plan(EDM, method=method, sigmas=sigmas)
+    np.testing.assert_allclose(plan.sigma / plan.alpha, K[f"call_sigma/{cid}"], rtol=1e-12)
+    x, info = dpm_jax.sample(
+        MODEL,
+        jnp.asarray(K[f"x_T/{cid}"]),
+        EDM,
+        method=method,
+        sigmas=sigmas,
+        return_info=True,
+        return_intermediate=True,
+    )
+    assert info.nfe == K[f"call_sigma/{cid}"].size == int(np.sum(K[f"nfe_per_step/{cid}"]))
+    np.testing.assert_allclose(np.asarray(x), K[f"out/{cid}"], rtol=0, atol=1e-8)
+    np.testing.assert_allclose(
+        np.asarray(info.intermediates), K[f"states/{cid}"], rtol=0, atol=1e-8
+    )
+    if cfg["grid"] == "karras":  # the built-in Karras grid is k-diffusion's
+        grid = dpm_jax.build_plan(
+            EDM,
+            method=method,
+            steps=cfg["n"],
+            skip_type="karras",
+            final_sigmas_type="zero",
+            karras_rho=cfg["rho"],
+            t_start=cfg["sigma_max"],
+            t_end=cfg["sigma_min"],
+        )
+        np.testing.assert_allclose(grid.sigma / grid.alpha, plan.sigma / plan.alpha, rtol=1e-12)

@@ -24,6 +24,10 @@ def test_registry_is_the_list_of_methods():
         "singlestep_fixed",
         "adaptive",
         "unipc",
+        "ipndm",
+        "deis",
+        "heun",
+        "dpm2",
     }
     with pytest.raises(ValueError) as info:
         dpm_jax.sample(MODEL, X, SCHED, method="nope")

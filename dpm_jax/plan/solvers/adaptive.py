@@ -12,6 +12,8 @@ __all__ = ["Adaptive"]
 
 class Adaptive(Solver):
     name = "adaptive"
+    options = ("solver_type",)
+    strict = False  # (ignores the others, as before the registry)
     orders = (2, 3)
     adaptive = True
 

@@ -3,8 +3,11 @@
 A solver (one file each in this package, listed once in :mod:`.registry`) says
 
 - ``name``: its ``method=`` value;
-- ``orders``: the orders it has, and ``algorithms``: the algorithm types it runs
-  (the options check both, with messages built from the registry);
+- ``orders``: the orders it has, ``algorithms``: the algorithm types it runs and
+  ``default_algorithm`` (the options check these, with messages built from the
+  registry);
+- ``options``: the solver-specific options it reads; setting another one is a
+  ValueError naming it (``strict``; the older solvers ignore them, as before);
 - ``include_start``: whether ``return_intermediate`` begins with the start state;
 - ``steps_at_least_order``: whether a run needs steps >= order;
 - ``check(run)``: anything else it refuses (a grid it cannot use, an option
@@ -57,6 +60,11 @@ class Solver:
     name: ClassVar[str] = ""
     orders: ClassVar[tuple[int, ...]] = (1, 2, 3)
     algorithms: ClassVar[tuple[str, ...]] = ("dpmsolver", "dpmsolver++")
+    default_algorithm: ClassVar[str] = "dpmsolver++"
+    #: the solver-specific options it reads (of ``_options.SOLVER_OPTIONS``)
+    options: ClassVar[tuple[str, ...]] = ()
+    #: refuse the solver-specific options it does not read when they are set
+    strict: ClassVar[bool] = True
     include_start: ClassVar[bool] = False
     steps_at_least_order: ClassVar[bool] = False
     adaptive: ClassVar[bool] = False  # chooses its grid on device (no plan)

@@ -18,6 +18,7 @@ Orders follow the grid's rule (warm-up, ``lower_order_final``,
 from __future__ import annotations
 
 from dpm_jax import _coeffs as C
+from dpm_jax.plan.nodes import is_zero
 from dpm_jax.plan.orders import cap_orders
 from dpm_jax.plan.rows import first_order, sde_first_order_to_data
 from dpm_jax.plan.solvers.base import Run, Solver
@@ -27,12 +28,14 @@ __all__ = ["Multistep"]
 
 class Multistep(Solver):
     name = "multistep"
+    options = ("solver_type", "lower_order_final", "multistep3_variant", "euler_at_final")
+    strict = False  # (ignores the others, as before the registry)
     algorithms = ("dpmsolver", "dpmsolver++", "sde-dpmsolver", "sde-dpmsolver++")
     include_start = True
     steps_at_least_order = True
 
     def check_options(self, options) -> None:
-        if options.algorithm_type == "sde-dpmsolver" and options.order == 3:
+        if options.algorithm.name == "sde-dpmsolver" and options.order == 3:
             raise ValueError(
                 "`order` must be 1 or 2 for algorithm_type='sde-dpmsolver' "
                 "(order 3 exists for 'sde-dpmsolver++')."
@@ -49,7 +52,7 @@ class Multistep(Solver):
         for k, o in enumerate(orders, start=1):
             i = k - 1  # row i evaluates at nodes[k-1] and steps to nodes[k]
             if run.algorithm.stochastic:
-                if o == 1 and pts[k].sigma == 0.0:
+                if o == 1 and is_zero(pts[k].sigma):
                     a, lin, noise = sde_first_order_to_data(rows.data, pts[i], pts[k])
                 else:
                     a, lin, noise = C.sde_multistep(

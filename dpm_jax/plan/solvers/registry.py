@@ -8,6 +8,10 @@ from __future__ import annotations
 
 from dpm_jax.plan.solvers.adaptive import Adaptive
 from dpm_jax.plan.solvers.base import Solver
+from dpm_jax.plan.solvers.deis import DEIS
+from dpm_jax.plan.solvers.dpm2 import DPM2
+from dpm_jax.plan.solvers.heun import Heun
+from dpm_jax.plan.solvers.ipndm import IPNDM
 from dpm_jax.plan.solvers.multistep import Multistep
 from dpm_jax.plan.solvers.singlestep import Singlestep
 from dpm_jax.plan.solvers.singlestep_fixed import SinglestepFixed
@@ -23,6 +27,10 @@ SOLVERS: dict[str, Solver] = {
         SinglestepFixed(),
         Adaptive(),
         UniPC(),
+        IPNDM(),
+        DEIS(),
+        Heun(),
+        DPM2(),
     )
 }
 

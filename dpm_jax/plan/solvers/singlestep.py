@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from dpm_jax import _coeffs as C
-from dpm_jax.plan.nodes import node
+from dpm_jax.plan.nodes import host, node
 from dpm_jax.plan.orders import cap_call_orders, singlestep_orders
 from dpm_jax.plan.rows import first_order
 from dpm_jax.plan.solvers.base import Run, Solver
@@ -36,6 +36,8 @@ __all__ = ["Singlestep", "emit_outer_steps", "explicit_orders"]
 
 class Singlestep(Solver):
     name = "singlestep"
+    options = ("solver_type", "lower_order_final")
+    strict = False  # (ignores the others, as before the registry)
 
     def emit(self, rows, run: Run) -> None:
         o_, grid, sch = run.options, run.grid, run.schedule
@@ -85,7 +87,7 @@ def emit_outer_steps(rows, run: Run, outer, orders) -> None:
             continue
         h = pt.lam - ps.lam
         r = _inner_ratios(run.grid.times, sch, ns.t, nt.t, o)
-        s1 = float(sch.inverse_lambda(ps.lam + r[0] * h))
+        s1 = host(sch.inverse_lambda(ps.lam + r[0] * h))
         n1 = node(sch, s1)
         i = len(rows.nodes)  # the step's first row: its point is the anchor x_s
         keys = {"s": i, "1": i + 1, "2": i + 2}
@@ -95,7 +97,7 @@ def emit_outer_steps(rows, run: Run, outer, orders) -> None:
             a, lin = C.singlestep_2(data, ps, pt, r[0], solver_type)
             rows.add(n1, a, {keys[k_]: c for k_, c in lin.items()}, True, anchor_row=i)
             continue
-        n2 = node(sch, float(sch.inverse_lambda(ps.lam + r[1] * h)))
+        n2 = node(sch, host(sch.inverse_lambda(ps.lam + r[1] * h)))
         a, lin = C.singlestep_3_mid(data, ps, n2.p, r[0], r[1], h)
         rows.add(n1, a, {keys[k_]: c for k_, c in lin.items()}, False, anchor_row=i)
         a, lin = C.singlestep_3(data, ps, pt, r[0], r[1], solver_type)

@@ -14,6 +14,8 @@ __all__ = ["SinglestepFixed"]
 
 class SinglestepFixed(Solver):
     name = "singlestep_fixed"
+    options = ("solver_type",)
+    strict = False  # (ignores the others, as before the registry)
 
     def check_options(self, options) -> None:
         if (

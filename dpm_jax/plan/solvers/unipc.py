@@ -12,9 +12,8 @@ rule; NFE = steps.
 
 from __future__ import annotations
 
-import numpy as np
-
 from dpm_jax import _coeffs as C
+from dpm_jax.plan.nodes import distinct_finite
 from dpm_jax.plan.orders import cap_orders
 from dpm_jax.plan.rows import first_order
 from dpm_jax.plan.solvers.base import Run, Solver
@@ -24,6 +23,8 @@ __all__ = ["UniPC"]
 
 class UniPC(Solver):
     name = "unipc"
+    options = ("lower_order_final", "unipc_variant", "unipc_corrector", "euler_at_final")
+    strict = False  # (ignores the others, as before the registry)
     include_start = True
     steps_at_least_order = True
 
@@ -41,7 +42,7 @@ class UniPC(Solver):
             if i >= 1 and use_corrector:
                 q = orders[i - 1]
                 used = lam[i - q : i + 1]
-                if all(np.isfinite(used)) and len(set(used)) == len(used):
+                if distinct_finite(used):
                     a_c, c_lin = C.unipc(data, pts[i - q : i], pts[i], variant, corrector=True)
                     a_p, p_lin = prev
                     cx = a_c / a_p
