@@ -19,6 +19,7 @@ from dpm_jax._model import WrappedModel, model_wrapper
 from dpm_jax._options import SolverOptions
 from dpm_jax._sample import inverse, sample
 from dpm_jax.diffusers import DiffusersSetup, from_diffusers_config
+from dpm_jax.optimize import load_timesteps, optimize_timesteps, save_timesteps
 from dpm_jax.plan import Plan, build_plan, grid_nodes, time_grid
 
 __version__ = "0.2.0.dev0"
@@ -35,10 +36,13 @@ __all__ = [
     "from_diffusers_config",
     "grid_nodes",
     "inverse",
+    "load_timesteps",
     "model_wrapper",
+    "optimize_timesteps",
     "plan",
     "problems",
     "sample",
+    "save_timesteps",
     "schedules",
     "sharding",
     "time_grid",

@@ -1,0 +1,233 @@
+"""Optimised time grids against the built-in spacings, judged on held-out noise.
+
+    python benchmarks/optimize_grids.py                 # everything, results in benchmarks/results/
+    python benchmarks/optimize_grids.py --problems digits --nfe 5 6 8 --solvers 2M UniPC-2
+
+For each problem a grid is fitted by each objective of ``dpm_jax.optimize_timesteps``
+("ld3", "gits", "dmn") for each solver and NFE on TRAIN = 64 noise samples, and every grid
+-- the fitted ones and the built-in spacings (time_uniform, logSNR, time_quadratic,
+karras with rho 7) -- is then judged on HELD_OUT = 256 other noise samples by the median
+over samples of the per-sample RMS error against the exact solution (the digits' ideal
+denoiser and the stiff mixture: DOP853 in float64; the bundled UNet: its own 200-step
+DPM-Solver++(3M) solution, and a Frechet distance between the classifier's penultimate
+features of 1,000 samples and of the real digits). Printed: each figure, its ratio to
+the best built-in spacing's, and the wall time of each optimisation (this machine).
+
+Problems (vp_linear from t = 1 to 1e-3 for the ideal problems, as benchmarks/quality.py):
+``digits`` (the ideal denoiser of the 1,797 sklearn digits), ``digits_guided`` (the same,
+class-conditional, classifier-free guidance at scale 7.5), ``gmm_stiff`` (16-D mixture,
+stds 0.01-0.06) and ``unet`` (the bundled class-conditional digits UNet with guidance at
+its default scale, on its DDPM schedule).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+
+import jax
+
+jax.config.update("jax_enable_x64", True)
+
+import jax.numpy as jnp
+import numpy as np
+
+import dpm_jax
+from dpm_jax import schedules
+from dpm_jax.testing import problems
+from dpm_jax.testing.exact import exact_ode_solution
+
+TRAIN, HELD_OUT = 64, 256
+T_START, T_END = 1.0, 1e-3
+SPACINGS = ("time_uniform", "logSNR", "time_quadratic", "karras")
+SOLVERS = {
+    "2M": dict(method="multistep", order=2, algorithm_type="dpmsolver++"),
+    "UniPC-2": dict(method="unipc", order=2),
+    "UniPC-3": dict(method="unipc", order=3),
+    "iPNDM-4": dict(method="ipndm", order=4),
+    "DEIS-tAB3": dict(method="deis", order=3),
+}
+OBJECTIVES = ("ld3", "gits", "dmn")
+DMN_METHODS = ("multistep", "ipndm", "deis")
+
+
+def ideal_problem(key):
+    sched = schedules.vp_linear()
+    if key == "gmm_stiff":
+        prob, guided = problems.gmm_16d_stiff(), {}
+        dim = prob.means.shape[1]
+    else:
+        prob = problems.digits()
+        dim = prob.data.shape[1]
+        guided = {}
+    rng = np.random.default_rng({"digits": 11, "digits_guided": 12, "gmm_stiff": 13}[key])
+    x_train = rng.normal(size=(TRAIN, dim))
+    x_test = rng.normal(size=(HELD_OUT, dim))
+
+    def model_for(batch):
+        if key != "digits_guided":
+            return dpm_jax.model_wrapper(problems.noise_net(prob, sched), sched), {}
+        labels = np.arange(batch) % 10
+        lw = problems.class_log_weights(prob, labels)
+        model = dpm_jax.model_wrapper(
+            problems.noise_net(prob, sched),
+            sched,
+            guidance_type="classifier-free",
+            condition=jnp.asarray(lw),
+            unconditional_condition=jnp.asarray(problems.uncond_log_weights(prob, batch)),
+            guidance_scale=7.5,
+        )
+        return model, dict(log_weights=lw, guidance_scale=7.5)
+
+    m_train, g_train = model_for(TRAIN)
+    m_test, g_test = model_for(HELD_OUT)
+    exact = exact_ode_solution(
+        prob, sched, x_test, T_START, T_END, rtol=1e-11, atol=1e-11, **g_test
+    )
+    exact_train = exact_ode_solution(
+        prob, sched, x_train, T_START, T_END, rtol=1e-11, atol=1e-11, **g_train
+    )
+    del guided
+    return dict(
+        sched=sched,
+        train=(m_train, jnp.asarray(x_train)),
+        test=(m_test, jnp.asarray(x_test)),
+        exact=exact,
+        exact_train=exact_train,
+        t_start=T_START,
+        t_end=T_END,
+    )
+
+
+def unet_problem():
+    from dpm_jax.demo import digits
+
+    bundle = digits.load()
+    sched = digits.schedule()
+    rng = np.random.default_rng(14)
+
+    def model_for(batch):
+        labels = np.arange(batch) % 10
+        return digits.guided_model(bundle.unet_graph, bundle.unet_params, labels, sched=sched)
+
+    shape = digits.IMAGE_SHAPE
+    x_train = jnp.asarray(rng.normal(size=(TRAIN, *shape)), jnp.float64)
+    x_test = jnp.asarray(rng.normal(size=(HELD_OUT, *shape)), jnp.float64)
+    ref_opts = dict(steps=200, order=3, multistep3_variant="third_order", skip_type="logSNR")
+    m_test = model_for(HELD_OUT)
+    exact = np.asarray(dpm_jax.sample(m_test, x_test, sched, **ref_opts))
+    m_train = model_for(TRAIN)
+    exact_train = np.asarray(dpm_jax.sample(m_train, x_train, sched, **ref_opts))
+    return dict(
+        sched=sched,
+        train=(m_train, x_train),
+        test=(m_test, x_test),
+        exact=exact,
+        exact_train=exact_train,
+        t_start=sched.T,
+        t_end=sched.t_eps,
+        bundle=bundle,
+        model_for=model_for,
+    )
+
+
+def median_rms(x, ref):
+    err = np.asarray(x).reshape(len(ref), -1) - np.asarray(ref).reshape(len(ref), -1)
+    return float(np.median(np.sqrt(np.mean(err**2, axis=1))))
+
+
+def frechet(bundle, model_for, sched, grid_opts, n=1000, seed=15):
+    """Frechet distance between the classifier's penultimate features of n samples and of
+    the real digits (scaled to [-1, 1])."""
+    from dpm_jax.demo import digits
+
+    x = jnp.asarray(np.random.default_rng(seed).normal(size=(n, *digits.IMAGE_SHAPE)), jnp.float32)
+    out = dpm_jax.sample(model_for(n), x, sched, **grid_opts)
+    real = digits.real_digits()
+    return digits.frechet_distance(digits.features(bundle, out), digits.features(bundle, real))
+
+
+def run(key, nfes, solver_names, objectives, log):
+    t0 = time.perf_counter()
+    p = unet_problem() if key == "unet" else ideal_problem(key)
+    log(f"\n== {key}: exact solutions in {time.perf_counter() - t0:.1f} s")
+    sched = p["sched"]
+    m_test, x_test = p["test"]
+    m_train, x_train = p["train"]
+    span = dict(t_start=p["t_start"], t_end=p["t_end"])
+    rows = []
+    for nfe in nfes:
+        for name in solver_names:
+            opts = SOLVERS[name]
+            built = {}
+            for sp in SPACINGS:
+                x = dpm_jax.sample(m_test, x_test, sched, steps=nfe, skip_type=sp, **span, **opts)
+                built[sp] = median_rms(x, p["exact"])
+            best_sp = min(built, key=built.get)
+            base = built[best_sp]
+            line = [f"| {name} | {nfe} | {best_sp} {base:.2e} |"]
+            fitted = {}
+            for obj in objectives:
+                if obj == "dmn" and opts["method"] not in DMN_METHODS:
+                    line.append(" n/a |")
+                    continue
+                t1 = time.perf_counter()
+                kw = dict(steps=nfe, objective=obj, **span, **opts)
+                if obj == "ld3":
+                    kw["teacher"] = jnp.asarray(p["exact_train"])
+                ts = dpm_jax.optimize_timesteps(m_train, sched, x_train, **kw)
+                wall = time.perf_counter() - t1
+                x = dpm_jax.sample(m_test, x_test, sched, timesteps=ts, **opts)
+                err = median_rms(x, p["exact"])
+                train = median_rms(
+                    dpm_jax.sample(m_train, x_train, sched, timesteps=ts, **opts), p["exact_train"]
+                )
+                fitted[obj] = (err, ts)
+                line.append(f" {err:.2e} (x{err / base:.2f}; train {train:.2e}; {wall:.0f} s) |")
+            rows.append((key, name, nfe, best_sp, base, fitted))
+            log("".join(line))
+    return rows
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument(
+        "--problems", nargs="+", default=["digits", "digits_guided", "gmm_stiff", "unet"]
+    )
+    ap.add_argument("--nfe", nargs="+", type=int, default=[4, 5, 6, 8, 10])
+    ap.add_argument("--solvers", nargs="+", default=list(SOLVERS), choices=list(SOLVERS))
+    ap.add_argument("--objectives", nargs="+", default=list(OBJECTIVES), choices=OBJECTIVES)
+    ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
+    args = ap.parse_args()
+    lines = []
+
+    def log(s=""):
+        print(s, flush=True)
+        lines.append(s)
+
+    log(
+        f"machine: {platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}; "
+        f"python {platform.python_version()}, jax {jax.__version__}"
+    )
+    log(
+        "median per-sample RMS error on HELD_OUT noise against the exact solution; x: ratio "
+        "to the best built-in spacing; train: the same on the training noise; s: wall time "
+        "of the optimisation"
+    )
+    header = "| solver | NFE | best built-in | " + " | ".join(args.objectives) + " |"
+    start = time.perf_counter()
+    for key in args.problems:
+        log(header)
+        log("|---" * (3 + len(args.objectives)) + "|")
+        run(key, args.nfe, args.solvers, args.objectives, log)
+    log(f"\ntotal run time: {time.perf_counter() - start:.1f} s")
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "optimize_grids.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

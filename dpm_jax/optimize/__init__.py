@@ -1,0 +1,223 @@
+"""Time grids fitted to a model (or to its schedule): :func:`optimize_timesteps`.
+
+At 5-8 model calls the error is set mostly by where the steps are. Three objectives, one
+file each:
+
+- ``"ld3"`` (:mod:`.ld3`): the grid's fractions of the span as free parameters,
+  monotone by construction, learned by back-propagating the distance of the student's
+  end points to a teacher's through the sampler (Tong et al. 2024); needs optax;
+- ``"gits"`` (:mod:`.gits`): dynamic programming over a fine grid, from the one-step
+  errors along teacher trajectories (Chen et al. 2024);
+- ``"dmn"`` (:mod:`.dmn`): data-free, minimising a schedule-only bound of the
+  solver's error (Xue et al. 2024); no model calls.
+
+The result is a float64 NumPy array of ``steps + 1`` times from t_start to t_end, for
+``dpm_jax.sample(..., timesteps=times)`` with the same solver options. Judge a grid on
+noise it was not fitted to. :func:`save_timesteps` / :func:`load_timesteps` keep it in a
+JSON file with what it was made for.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from dpm_jax.optimize import _common
+from dpm_jax.schedules import Schedule
+
+__all__ = ["optimize_timesteps", "save_timesteps", "load_timesteps", "TimestepFile"]
+
+
+def optimize_timesteps(
+    model,
+    schedule: Schedule,
+    x_T,
+    *,
+    steps: int,
+    objective: str = "ld3",
+    method: str = "multistep",
+    order: int = 2,
+    algorithm_type: str | None = None,
+    t_start: float | None = None,
+    t_end: float | None = None,
+    teacher: Any = None,
+    progress: bool = False,
+    iterations: int | None = None,
+    learning_rate: float | None = None,
+    **solver_options,
+) -> np.ndarray:
+    """A time grid for ``steps`` steps of a solver, fitted by ``objective``.
+
+    Args:
+      model: the model, as for :func:`dpm_jax.sample` (not called by ``"dmn"``).
+      schedule: its noise schedule.
+      x_T: training noise (B, ...) (``"ld3"``, ``"gits"``; may be None for ``"dmn"``).
+      steps: the grid's number of intervals (the NFE of multistep solvers).
+      objective: "ld3", "gits" or "dmn".
+      method, order, algorithm_type, **solver_options: the student solver, as for
+        :func:`dpm_jax.sample` (any fixed-grid method; ``"dmn"``: multistep, ipndm,
+        deis). Objective-specific keywords: ``loss`` ("rms" / "mse"), ``slack`` (soft
+        teacher forcing) and ``parametrization`` ("lambda" / "time") for ld3;
+        ``points``, ``substeps``, ``gamma`` for gits.
+      t_start, t_end: the span (default the schedule's T and t_eps).
+      teacher: ld3: the teacher's end points of ``x_T`` (an array), or a dict of
+        :func:`dpm_jax.sample` options for the teacher run (default: DPM-Solver++(3M),
+        third-order variant, 200 steps uniform in lambda); gits: such a dict.
+      progress: show a tqdm bar with the loss.
+      iterations, learning_rate: of the ld3 / dmn optimiser (300 / 400 iterations,
+        0.05).
+
+    Returns:
+      float64 array of ``steps + 1`` strictly decreasing times from t_start to t_end.
+
+    Raises:
+      ValueError / TypeError: naming the argument (unknown objective, steps < 1, empty
+        or non-finite x_T, a solver the objective cannot handle);
+      FloatingPointError: if the loss turns NaN or inf (never a corrupt grid).
+
+    >>> import numpy as np, dpm_jax
+    >>> sched = dpm_jax.schedules.vp_linear()
+    >>> ts = optimize_timesteps(None, sched, None, steps=5, objective="dmn", iterations=50)
+    >>> ts.shape, bool(np.all(np.diff(ts) < 0)), float(ts[0]), float(ts[-1])
+    ((6,), True, 1.0, 0.001)
+    """
+    from dpm_jax.optimize import dmn, gits, ld3
+
+    known = {
+        "ld3": ("loss", "slack", "parametrization"),
+        "gits": ("points", "substeps", "gamma"),
+        "dmn": ("parametrization",),
+    }
+    if isinstance(objective, str) and objective in known:
+        extra = {k: solver_options.pop(k) for k in known[objective] if k in solver_options}
+        for other, names in known.items():
+            for k in names:
+                if other != objective and k in solver_options:
+                    raise ValueError(
+                        f"`{k}` is an option of objective={other!r}, not {objective!r}."
+                    )
+    else:
+        extra = {}
+    prob = _common.check(
+        objective,
+        model,
+        schedule,
+        x_T,
+        steps,
+        dict(method=method, order=order, algorithm_type=algorithm_type, **solver_options),
+        t_start,
+        t_end,
+        needs_data=objective in ("ld3", "gits"),
+    )
+    if objective in ("ld3", "gits") and model is None:
+        raise TypeError(f"objective={objective!r} needs `model`.")
+    tuning: dict[str, Any] = {}
+    if iterations is not None:
+        tuning["iterations"] = _positive_int("iterations", iterations)
+    if learning_rate is not None:
+        if not (
+            isinstance(learning_rate, (int, float))
+            and np.isfinite(learning_rate)
+            and learning_rate > 0
+        ):
+            raise ValueError(f"`learning_rate` must be a number > 0, got {learning_rate!r}.")
+        tuning["learning_rate"] = float(learning_rate)
+    if objective == "gits":
+        if tuning:
+            raise ValueError("objective='gits' has no `iterations` / `learning_rate`.")
+        return gits.fit(prob, teacher=teacher, progress=progress, **extra)
+    if objective == "dmn":
+        if teacher is not None:
+            raise ValueError("objective='dmn' is data-free: `teacher` does not apply.")
+        return dmn.fit(prob, progress=progress, **tuning, **extra)
+    return ld3.fit(prob, teacher=teacher, progress=progress, **tuning, **extra)
+
+
+def _positive_int(name, v) -> int:
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+        raise ValueError(f"`{name}` must be an int >= 1, got {v!r}.")
+    return int(v)
+
+
+class TimestepFile(NamedTuple):
+    """What :func:`load_timesteps` returns: the grid and what it was made for."""
+
+    timesteps: np.ndarray
+    options: dict
+    meta: dict
+
+
+def save_timesteps(
+    path, timesteps, *, schedule: Schedule | None = None, objective: str | None = None, **options
+) -> None:
+    """Writes a grid to a JSON file with what it was made for.
+
+    The file holds ``timesteps`` (the times, float64 written with 17 significant
+    digits), ``options`` (the solver options it was fitted for: pass them as keywords,
+    e.g. ``method="multistep", order=2``), and ``meta``: the objective, the number of
+    steps, dpm_jax's version and the schedule (name, T, t_eps, N and log alpha at 9
+    times, so a file can be checked against the schedule it is used with).
+    """
+    from dpm_jax import __version__
+
+    ts = np.asarray(timesteps, np.float64)
+    if ts.ndim != 1 or ts.shape[0] < 2 or not np.all(np.isfinite(ts)):
+        raise ValueError(f"`timesteps` must be a finite 1-D grid of >= 2 times, got {ts!r}.")
+    meta: dict[str, Any] = {
+        "objective": objective,
+        "steps": int(ts.shape[0] - 1),
+        "dpm_jax": __version__,
+    }
+    if schedule is not None:
+        probe = np.linspace(schedule.lowest_time, schedule.T, 9)
+        with np.errstate(all="ignore"):
+            la = np.asarray(schedule.marginal_log_alpha(probe), np.float64)
+        meta["schedule"] = {
+            "name": schedule.name,
+            "T": schedule.T,
+            "t_eps": schedule.t_eps,
+            "total_N": schedule.total_N,
+            "log_alpha_probe": [float(v) for v in la],
+        }
+    payload = {
+        "format": "dpm_jax.timesteps/1",
+        "timesteps": [float(t) for t in ts],
+        "options": options,
+        "meta": meta,
+    }
+    with open(os.fspath(path), "w", encoding="utf-8") as f:
+        json.dump(payload, f, indent=1)
+        f.write("\n")
+
+
+def load_timesteps(path, schedule: Schedule | None = None) -> TimestepFile:
+    """Reads a grid written by :func:`save_timesteps`; with ``schedule``, checks that the
+    file was made for that schedule (ValueError otherwise)."""
+    with open(os.fspath(path), encoding="utf-8") as f:
+        try:
+            payload = json.load(f)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"load_timesteps(): {path!r} is not valid JSON: {e}") from None
+    if not isinstance(payload, dict) or payload.get("format") != "dpm_jax.timesteps/1":
+        raise ValueError(f"load_timesteps(): {path!r} is not a dpm_jax timesteps file.")
+    ts = np.asarray(payload["timesteps"], np.float64)
+    meta = payload.get("meta", {})
+    if schedule is not None and "schedule" in meta:
+        s = meta["schedule"]
+        probe = np.linspace(schedule.lowest_time, schedule.T, 9)
+        with np.errstate(all="ignore"):
+            la = np.asarray(schedule.marginal_log_alpha(probe), np.float64)
+        same = (
+            s.get("name") == schedule.name
+            and s.get("T") == schedule.T
+            and np.allclose(la, s.get("log_alpha_probe", []), rtol=1e-12, atol=0.0)
+        )
+        if not same:
+            raise ValueError(
+                f"load_timesteps(): {path!r} was made for the schedule {s.get('name')!r} "
+                f"(T={s.get('T')}); `schedule` differs."
+            )
+    return TimestepFile(ts, dict(payload.get("options", {})), meta)

@@ -1,0 +1,109 @@
+"""LD3: the grid learned by back-propagating through the sampler (Tong et al. 2024,
+"Learning to Discretize Denoising Diffusion ODEs", arXiv 2405.15506, Sec. 3).
+
+The grid is the fractions c = (0, cumsum(softmax(theta))) of the span, in lambda (or t
+where lambda is infinite at an end): monotone by construction, with the ends fixed. The
+loss is the distance of the student's end points to the teacher's,
+
+    L(theta) = mean_b || x_student(x_T^b; grid(theta)) - x_teacher(x_T^b) ||_rms,
+
+(``loss="rms"``, a per-sample RMS averaged over the batch, or ``"mse"``), minimised with
+Adam (optax). LD3's soft teacher forcing (its Sec. 3.2, ``slack > 0``) lets each
+student start x'_T move within a ball of radius ``slack * sqrt(dim)`` around x_T while
+the grid is learned, so the grid is not spent on samples no grid can fit. The planner's
+coefficients are jax functions of the grid (``dpm_jax.plan.plan_run(..., times=)``), so
+``jax.grad`` differentiates through the plan and the executor.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from dpm_jax.optimize import _common as U
+
+__all__ = ["fit"]
+
+
+def loss_fn(prob: U.Problem, parametrization: str, loss: str):
+    """theta, delta, x_T, target -> loss (the function that is minimised; also for tests)."""
+
+    def f(theta, delta, x_T, target):
+        times = U.times_of(prob, U.fractions_of(theta), parametrization)
+        out = U.run(prob, U.plan_of(prob, times), x_T + delta)
+        if loss == "mse":
+            return jnp.mean((out - target) ** 2)
+        return jnp.mean(U.per_sample_rms(out, target))
+
+    return f
+
+
+def fit(
+    prob: U.Problem,
+    *,
+    teacher=None,
+    iterations: int = 300,
+    learning_rate: float = 0.05,
+    loss: str = "rms",
+    slack: float = 0.0,
+    parametrization: str | None = None,
+    progress: bool = False,
+) -> np.ndarray:
+    """The LD3 grid (float64, t_start to t_end) of ``prob``."""
+    try:
+        import optax
+    except ImportError:
+        raise ImportError(
+            "objective='ld3' needs optax: pip install optax (or dpm_jax's `optimize` extra)."
+        ) from None
+    param = parametrization or U.default_parametrization(prob)
+    if param == "lambda" and U.default_parametrization(prob) != "lambda":
+        raise ValueError(
+            "`parametrization`='lambda' needs a finite half log-SNR at t_start and "
+            "t_end; use parametrization='time'."
+        )
+    target = U.teacher_end(prob, teacher)
+    x_T = prob.x_T
+    theta = jnp.zeros((prob.options.num_steps,), x_T.dtype)
+    delta = jnp.zeros_like(x_T)
+    radius = slack * np.sqrt(np.prod(x_T.shape[1:]))
+    opt = optax.adam(learning_rate)
+    state = opt.init((theta, delta))
+    f = loss_fn(prob, param, loss)
+
+    @jax.jit
+    def step(theta, delta, state):
+        value, grads = jax.value_and_grad(f, argnums=(0, 1))(theta, delta, x_T, target)
+        if radius <= 0:
+            grads = (grads[0], jnp.zeros_like(delta))
+        updates, state = opt.update(grads, state, (theta, delta))
+        theta, delta = optax.apply_updates((theta, delta), updates)
+        if radius > 0:  # project each sample's start back onto its ball
+            norm = jnp.sqrt(jnp.sum(delta.reshape(delta.shape[0], -1) ** 2, axis=1))
+            scale = jnp.minimum(1.0, radius / jnp.maximum(norm, 1e-30))
+            delta = delta * scale.reshape((-1,) + (1,) * (delta.ndim - 1))
+        return theta, delta, state, value
+
+    bar = U.progress_bar(progress, iterations, "ld3")
+    best, best_theta = np.inf, theta
+    for it in range(iterations):
+        current = theta
+        theta, delta, state, value = step(theta, delta, state)
+        v = float(value)  # the loss at `current`
+        if not np.isfinite(v):
+            raise FloatingPointError(
+                f"optimize_timesteps(objective='ld3'): the loss became {v} at iteration {it}; "
+                f"lower `learning_rate` (now {learning_rate})."
+            )
+        if v < best:
+            best, best_theta = v, current
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{v:.3e}")
+    if bar is not None:
+        bar.close()
+    final = float(f(theta, delta, x_T, target))
+    if np.isfinite(final) and final <= best:
+        best_theta = theta
+    return U.host_grid(U.times_of(prob, U.fractions_of(best_theta), param))

@@ -1,0 +1,230 @@
+"""Optimised time grids: dpm_jax.optimize_timesteps (ld3, gits, dmn), save / load.
+
+The fitted grids' quality is measured on held-out noise in benchmarks/optimize_grids.py;
+these tests check what must hold for any problem: valid grids, the gradient, the dynamic
+programme, a known optimum, errors, files.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import dpm_jax
+from dpm_jax import schedules
+from dpm_jax.optimize import _common, gits, ld3
+from dpm_jax.testing import problems
+
+pytest.importorskip("optax")
+
+SCHED = schedules.vp_linear()
+GMM = problems.gmm_16d(seed=5, K=3, D=4)
+MODEL = dpm_jax.model_wrapper(problems.noise_net(GMM, SCHED), SCHED)
+X_T = jnp.asarray(np.random.default_rng(0).normal(size=(16, 4)))
+
+
+def _valid(ts, steps, t_start=SCHED.T, t_end=SCHED.t_eps):
+    ts = np.asarray(ts)
+    assert ts.dtype == np.float64 and ts.shape == (steps + 1,)
+    assert np.all(np.isfinite(ts)) and np.all(np.diff(ts) < 0)
+    assert ts[0] == t_start and ts[-1] == t_end
+
+
+@pytest.mark.parametrize(
+    "objective, kw",
+    [
+        ("ld3", dict(iterations=30)),
+        ("ld3", dict(iterations=20, method="unipc", slack=0.01)),
+        ("ld3", dict(iterations=10, method="ipndm", order=3, loss="mse")),
+        ("ld3", dict(iterations=10, method="heun")),
+        ("gits", dict(points=20)),
+        ("gits", dict(points=12, method="deis", order=3)),
+        ("dmn", dict(iterations=50)),
+        ("dmn", dict(iterations=50, method="ipndm", order=4)),
+        ("dmn", dict(iterations=50, algorithm_type="dpmsolver", order=3)),
+    ],
+)
+def test_every_objective_gives_a_valid_grid_that_samples(objective, kw):
+    ts = dpm_jax.optimize_timesteps(MODEL, SCHED, X_T, steps=5, objective=objective, **kw)
+    _valid(ts, 5)
+    solver = {k: v for k, v in kw.items() if k in ("method", "order", "algorithm_type")}
+    out = dpm_jax.sample(MODEL, X_T, SCHED, timesteps=ts, **solver)
+    assert np.all(np.isfinite(np.asarray(out)))
+
+
+def test_other_spans_and_the_time_parametrisation():
+    ts = dpm_jax.optimize_timesteps(
+        MODEL, SCHED, X_T, steps=4, t_start=0.8, t_end=0.01, iterations=10, parametrization="time"
+    )
+    _valid(ts, 4, 0.8, 0.01)
+    flow = schedules.flow()
+    net = lambda x, t: 0.5 * x
+    fm = dpm_jax.model_wrapper(net, flow, model_type="flow")
+    ts = dpm_jax.optimize_timesteps(fm, flow, X_T, steps=4, iterations=5)  # lambda infinite
+    _valid(ts, 4, 1.0, 0.0)
+
+
+def test_ld3_gradient_matches_finite_differences():
+    with jax.enable_x64(True):
+        prob = _common.check(
+            "ld3",
+            MODEL,
+            SCHED,
+            X_T,
+            5,
+            dict(method="multistep", order=2),
+            None,
+            None,
+            needs_data=True,
+        )
+        target = _common.teacher_end(prob, None)
+        f = ld3.loss_fn(prob, "lambda", "rms")
+        theta = jnp.asarray(np.random.default_rng(1).normal(scale=0.3, size=5))
+        delta = jnp.zeros_like(prob.x_T)
+        g = jax.grad(f)(theta, delta, prob.x_T, target)
+        eps = 1e-6
+        for i in range(5):
+            e = jnp.zeros(5).at[i].set(eps)
+            fd = f(theta + e, delta, prob.x_T, target) - f(theta - e, delta, prob.x_T, target)
+            fd = float(fd) / (2 * eps)
+            assert abs(float(g[i]) - fd) <= 1e-6 * max(1.0, abs(fd)), (i, float(g[i]), fd)
+
+
+def test_dynamic_programme_is_the_brute_force_optimum():
+    rng = np.random.default_rng(2)
+    for m, k, gamma in ((7, 3, 1.15), (8, 4, 1.0), (6, 1, 1.3), (6, 6, 1.15)):
+        cost = np.triu(rng.uniform(0.1, 2.0, (m + 1, m + 1)), 1)
+        best = min(
+            ((0, *mid, m) for mid in itertools.combinations(range(1, m), k - 1)),
+            key=lambda p: sum(gamma**i * cost[p[i], p[i + 1]] for i in range(k)),
+        )
+        assert tuple(gits.dynamic_programming(cost, k, gamma)) == best
+
+
+def test_gits_finds_the_known_optimum_of_a_linear_ode():
+    """Gaussian data N(0, S^2): the ODE is linear, x_t = c(t) x_T / c(T) with
+    c = sqrt(alpha^2 S^2 + sigma^2), so the one-step DDIM errors between fine nodes have a
+    closed form: DDIM from x_i lands at (r_ij + w_ij alpha_i S^2 / c_i^2) x_i, the truth at
+    (c_j / c_i) x_i. The grid GITS picks (teacher trajectories, costs, DP) is the
+    brute-force optimum of those exact costs."""
+    s2 = 0.3**2
+    sched = SCHED
+
+    def net(x, t_in):
+        a, s = sched.marginal_alpha(t_in), sched.marginal_std(t_in)
+        return s[:, None] * x / (a[:, None] ** 2 * s2 + s[:, None] ** 2)  # exact eps
+
+    model = dpm_jax.model_wrapper(net, sched)
+    x = jnp.asarray(np.random.default_rng(3).normal(size=(8, 4)))
+    with jax.enable_x64(True):
+        prob = _common.check(
+            "gits", model, sched, x, 3, dict(method="multistep"), 0.9, 0.02, needs_data=True
+        )
+        got = gits.fit(prob, points=9, substeps=8)
+    fine = dpm_jax.time_grid(sched, "logSNR", 0.9, 0.02, 9)
+    a = np.exp(sched.marginal_log_alpha(fine))
+    s = sched.marginal_std(fine)
+    c = np.sqrt(a * a * s2 + s * s)
+    z = np.asarray(x) / c[0]  # x_i = c_i z along the exact trajectory
+    lam = np.log(a) - np.log(s)
+    cost = np.full((10, 10), np.inf)
+    for i in range(9):
+        for j in range(i + 1, 10):
+            r, w = s[j] / s[i], -a[j] * np.expm1(lam[i] - lam[j])
+            gain = r + w * a[i] * s2 / c[i] ** 2
+            err = (gain * c[i] - c[j]) * z
+            cost[i, j] = np.mean(np.sqrt(np.mean(err**2, axis=1)))
+    best = min(
+        ((0, *mid, 9) for mid in itertools.combinations(range(1, 9), 2)),
+        key=lambda p: sum(1.15**k * cost[p[k], p[k + 1]] for k in range(3)),
+    )
+    np.testing.assert_allclose(got, fine[list(best)], rtol=1e-12)
+
+
+def test_dmn_is_data_free_and_lowers_its_bound():
+    from dpm_jax.optimize import dmn
+
+    with jax.enable_x64(True):
+        prob = _common.check(
+            "dmn",
+            None,
+            SCHED,
+            None,
+            6,
+            dict(method="multistep", order=3),
+            None,
+            None,
+            needs_data=False,
+        )
+        ts = dpm_jax.optimize_timesteps(None, SCHED, None, steps=6, objective="dmn", order=3)
+        uniform = dpm_jax.time_grid(SCHED, "logSNR", SCHED.T, SCHED.t_eps, 6)
+        assert float(dmn.bound(prob, list(ts))) < float(dmn.bound(prob, list(uniform)))
+
+
+@pytest.mark.parametrize(
+    "kw, exc, text",
+    [
+        (dict(objective="lq3"), ValueError, "objective"),
+        (dict(steps=0), ValueError, "steps"),
+        (dict(steps=2.0), TypeError, "steps"),
+        (dict(x_T=jnp.zeros((0, 4))), ValueError, "x_T"),
+        (dict(x_T=jnp.full((2, 4), jnp.nan)), ValueError, "x_T"),
+        (dict(x_T=None), ValueError, "x_T"),
+        (dict(objective="dmn", method="unipc"), ValueError, "method"),
+        (dict(objective="dmn", method="heun"), ValueError, "method"),
+        (dict(method="adaptive"), ValueError, "method"),
+        (dict(algorithm_type="sde-dpmsolver++"), ValueError, "algorithm_type"),
+        (dict(skip_type="logSNR"), ValueError, "skip_type"),
+        (dict(timesteps=[1.0, 0.1]), ValueError, "timesteps"),
+        (dict(points=10), ValueError, "points"),  # a gits option for ld3
+        (dict(objective="gits", points=2), ValueError, "points"),
+        (dict(objective="gits", iterations=3), ValueError, "iterations"),
+        (dict(learning_rate=-1.0), ValueError, "learning_rate"),
+        (dict(iterations=0), ValueError, "iterations"),
+        (dict(teacher=jnp.zeros((3, 4))), ValueError, "teacher"),
+        (dict(t_end=2.0), ValueError, "t_end"),
+        (dict(order=7), ValueError, "order"),
+    ],
+)
+def test_bad_input_names_the_argument(kw, exc, text):
+    args = dict(model=MODEL, schedule=SCHED, x_T=X_T, steps=4)
+    if kw.get("objective") != "gits":
+        args["iterations"] = 2
+    args.update(kw)
+    with pytest.raises(exc) as info:
+        dpm_jax.optimize_timesteps(args.pop("model"), args.pop("schedule"), args.pop("x_T"), **args)
+    assert text in str(info.value), str(info.value)
+
+
+def test_a_loss_that_turns_nan_stops_with_a_clear_error():
+    with pytest.raises(FloatingPointError, match="loss"):
+        dpm_jax.optimize_timesteps(
+            MODEL, SCHED, X_T, steps=4, iterations=5, teacher=jnp.full(X_T.shape, jnp.nan)
+        )
+
+
+def test_progress_bar_shows_the_loss(capsys):
+    pytest.importorskip("tqdm")
+    dpm_jax.optimize_timesteps(MODEL, SCHED, X_T, steps=4, iterations=3, progress=True)
+    assert "loss=" in capsys.readouterr().err
+
+
+def test_save_and_load(tmp_path):
+    ts = dpm_jax.time_grid(SCHED, "logSNR", 1.0, 1e-3, 6)
+    path = tmp_path / "grid.json"
+    dpm_jax.save_timesteps(path, ts, schedule=SCHED, objective="ld3", method="unipc", order=2)
+    got = dpm_jax.load_timesteps(path, schedule=SCHED)
+    np.testing.assert_array_equal(got.timesteps, ts)  # float64, bit for bit
+    assert got.options == {"method": "unipc", "order": 2}
+    assert got.meta["objective"] == "ld3" and got.meta["steps"] == 6
+    x = dpm_jax.sample(MODEL, X_T, SCHED, timesteps=got.timesteps, **got.options)
+    assert np.all(np.isfinite(np.asarray(x)))
+    with pytest.raises(ValueError, match="schedule"):
+        dpm_jax.load_timesteps(path, schedule=schedules.vp_cosine())
+    (tmp_path / "bad.json").write_text("{}")
+    with pytest.raises(ValueError, match="timesteps file"):
+        dpm_jax.load_timesteps(tmp_path / "bad.json")
