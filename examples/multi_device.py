@@ -73,10 +73,7 @@ def main(argv=None):
             labels,
             jnp.float32(2.0),
             graph=bundle.unet_graph,
-            steps=args.steps,
-            order=2,
-            algorithm_type="dpmsolver++",
-            skip_type=digits.DEFAULT_SKIP_TYPE,
+            options=digits.sample_options("dpmsolver++", steps=args.steps),
         )[0]
 
     sharded = jax.jit(run, out_shardings=batch_sharding)

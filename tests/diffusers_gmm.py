@@ -124,3 +124,23 @@ def net_output(
     if prediction_type == "flow_prediction":
         return eps - x0
     raise ValueError(f"unknown prediction_type {prediction_type!r}")
+
+
+def pipeline_net(flow: bool, prediction_type: str, alphas_cumprod, timesteps):
+    """A jax ``net(x, t_input)`` of the golden network as dpm_jax calls it: a flow model gets
+    the integer timestep diffusers gave it at the same node (diffusers truncates 1000 sigma
+    to an int, where dpm_jax passes it exactly; the nearest is less than 1 away)."""
+    import jax.numpy as jnp
+
+    table = jnp.asarray(alphas_cumprod)
+    given = jnp.asarray(timesteps)
+
+    def net(x, t_input):
+        t = (
+            given[jnp.argmin(jnp.abs(given[None, :] - t_input[:, None]), axis=1)]
+            if flow
+            else t_input
+        )
+        return net_output(x, t, prediction_type, alphas_cumprod=table, flow=flow, xp=jnp)
+
+    return net

@@ -1,21 +1,26 @@
-"""Sample digits from the bundled UNet: DDIM vs DPM-Solver++(2M) at 10 NFE vs a 100-step reference.
+"""Sample digits from the bundled UNet at 5 model calls: DDIM, DPM-Solver++(2M), UniPC and a
+solver on a time grid fitted to the model, next to a 100-step reference.
 
 ``python -m dpm_jax.demo`` (or the console script ``dpm-jax-demo``) loads the
 class-conditional UNet that ships with the package (:mod:`dpm_jax.demo.digits`),
-samples ``--per-class`` digits of every class 0-9 with classifier-free guidance
-from the same x_T with three samplers, and writes a PNG with three panels (one
-row per digit class):
+samples ``--per-class`` digits of every class 0-9 with classifier-free guidance from
+the same x_T with each sampler, and writes a PNG with one panel per sampler (one row
+per digit class):
 
-* DDIM (first-order DPM-Solver) at ``--steps`` NFE,
-* ``--method`` (default DPM-Solver++(2M), multistep) at ``--steps`` NFE,
+* DDIM (first-order DPM-Solver), ``--method`` (default DPM-Solver++(2M)) and UniPC-2
+  at ``--steps`` NFE (default 5, where they differ);
+* the same budget on the grid fitted to this model by ``tools/fit_demo_grid.py``
+  (``dpm_jax.optimize_timesteps``; shipped as ``dpm_jax/data/digits_grid.json``,
+  shown when ``--steps`` is the grid's);
 * the reference: DPM-Solver++(2M) at ``--ref-steps`` (100) NFE.
 
 It prints, per sampler, the model calls made (NFE), compile time, sampling wall
-time and the fraction of samples the bundled digit classifier assigns to the
-requested class. Needs the ``demo`` extra: ``pip install "dpm_jax[demo]"``.
+time, the fraction of samples the bundled digit classifier assigns to the
+requested class, and the RMS distance to the reference's samples. Needs the
+``demo`` extra: ``pip install "dpm_jax[demo]"``.
 
     python -m dpm_jax.demo                                  # writes dpm_jax_digits.png
-    python -m dpm_jax.demo --steps 5 --guidance-scale 3 --seed 1 --out /tmp/digits.png
+    python -m dpm_jax.demo --steps 10 --guidance-scale 3 --seed 1 --out /tmp/digits.png
 """
 
 from __future__ import annotations
@@ -49,14 +54,12 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m dpm_jax.demo", description=__doc__.split("\n\n")[0]
     )
-    parser.add_argument(
-        "--steps", type=int, default=10, help="NFE of the fast samplers (default 10)"
-    )
+    parser.add_argument("--steps", type=int, default=5, help="NFE of the fast samplers (default 5)")
     parser.add_argument(
         "--method",
         default="dpmsolver++",
         choices=sorted(digits.SOLVERS),
-        help="the fast sampler next to DDIM (default dpmsolver++: DPM-Solver++(2M))",
+        help="the sampler next to DDIM and UniPC (default dpmsolver++: DPM-Solver++(2M))",
     )
     parser.add_argument(
         "--guidance-scale",
@@ -103,35 +106,54 @@ def main(argv=None) -> int:
         "dpmsolver++": "DPM-Solver++(2M)",
         "dpmsolver": "DPM-Solver-2M",
         "dpmsolver++3": "DPM-Solver++(3M)",
+        "unipc": "UniPC-2",
+        "unipc3": "UniPC-3",
+        "ipndm": "iPNDM-4",
+        "deis": "DEIS-tAB3",
     }
-    runs = [("ddim", args.steps)]
-    if args.method != "ddim":
-        runs.append((args.method, args.steps))
-    runs.append(("reference", args.ref_steps))
+    runs = [(names["ddim"], dict(method="ddim", steps=args.steps))]
+    for m in dict.fromkeys([args.method, "unipc"]):
+        if m != "ddim":
+            runs.append((names[m], dict(method=m, steps=args.steps)))
+    fitted = digits.fitted_grid()
+    if fitted is not None and len(fitted.timesteps) - 1 == args.steps:
+        method = fitted.meta.get("demo_method", "dpmsolver++")
+        runs.append(
+            (f"{names[method]}, fitted grid", dict(method=method, timesteps=fitted.timesteps))
+        )
+    elif fitted is not None:
+        print(
+            f"(the fitted grid is for {len(fitted.timesteps) - 1} steps: not shown at "
+            f"--steps {args.steps})"
+        )
+    runs.append(("reference: DPM-Solver++(2M)", dict(method="dpmsolver++", steps=args.ref_steps)))
     print(
         f"dpm_jax demo: jax {jax.__version__} on {jax.devices()[0].platform}; "
         f"{labels.shape[0]} digits ({args.per_class} per class), guidance scale "
         f"{args.guidance_scale}, skip_type {args.skip_type}, seed {args.seed}"
     )
-    print(f"{'sampler':<34} {'NFE':>4} {'compile+run s':>14} {'run s':>7} {'accuracy':>9}")
-    panels = []
-    for method, steps in runs:
-        title = "reference: DPM-Solver++(2M)" if method == "reference" else names[method]
+    print(
+        f"{'sampler':<34} {'NFE':>4} {'compile+run s':>14} {'run s':>7} {'accuracy':>9} "
+        f"{'RMS to ref':>10}"
+    )
+    results = []
+    for title, kw in runs:
         x0, nfe, t_first, t_run = _run(
             digits,
             bundle,
             labels,
             key,
-            steps=steps,
-            method="dpmsolver++" if method == "reference" else method,
             guidance_scale=args.guidance_scale,
             skip_type=args.skip_type,
+            **kw,
         )
-        acc = digits.accuracy(bundle, x0, labels)
-        print(f"{title:<34} {nfe:>4} {t_first:14.2f} {t_run:7.3f} {acc:9.3f}")
-        panels.append(
-            (f"{title}\nNFE {nfe}, {t_run:.2f} s, classifier accuracy {100 * acc:.0f}%", x0)
-        )
+        results.append((title, x0, nfe, t_first, t_run, digits.accuracy(bundle, x0, labels)))
+    ref = results[-1][1]
+    panels = []
+    for title, x0, nfe, t_first, t_run, acc in results:
+        rms = float(np.sqrt(np.mean((np.asarray(x0, np.float64) - ref) ** 2)))
+        print(f"{title:<34} {nfe:>4} {t_first:14.2f} {t_run:7.3f} {acc:9.3f} {rms:10.3f}")
+        panels.append((f"{title}\nNFE {nfe}, accuracy {100 * acc:.0f}%, RMS to ref. {rms:.3f}", x0))
 
     fig, axes = plt.subplots(
         1, len(panels), figsize=(3.2 * len(panels) * max(1.0, args.per_class / 8), 4.6)
@@ -150,7 +172,7 @@ def main(argv=None) -> int:
         ax.tick_params(length=0)
     fig.suptitle(
         f"dpm_jax: guided samples of the bundled digits UNet (one row per class, same x_T; "
-        f"guidance {args.guidance_scale}, {args.skip_type} grid)",
+        f"guidance {args.guidance_scale}; built-in grids: {args.skip_type})",
         fontsize=9,
     )
     fig.tight_layout()

@@ -54,10 +54,15 @@ __all__ = [
     "betas",
     "checkpoint_path",
     "classify",
+    "features",
+    "fitted_grid",
+    "frechet_distance",
     "generate",
     "guided_model",
     "load",
     "mosaic",
+    "real_digits",
+    "sample_options",
     "save",
     "schedule",
 ]
@@ -72,13 +77,16 @@ DEFAULT_UNET = dict(
 )  # load_digits in [-1, 1]: mean -0.389, std 0.752
 DEFAULT_CLASSIFIER = dict(hidden=256)
 
-# multistep samplers of :func:`generate`: name -> (order, algorithm_type); "ddim" is first order
+#: samplers of :func:`generate`: name -> dpm_jax.sample options
 SOLVERS = {
-    # name: (order, algorithm_type)
-    "dpmsolver++": (2, "dpmsolver++"),
-    "ddim": (1, "dpmsolver"),
-    "dpmsolver": (2, "dpmsolver"),
-    "dpmsolver++3": (3, "dpmsolver++"),
+    "dpmsolver++": dict(method="multistep", order=2, algorithm_type="dpmsolver++"),  # 2M
+    "ddim": dict(method="multistep", order=1, algorithm_type="dpmsolver"),
+    "dpmsolver": dict(method="multistep", order=2, algorithm_type="dpmsolver"),
+    "dpmsolver++3": dict(method="multistep", order=3, algorithm_type="dpmsolver++"),
+    "unipc": dict(method="unipc", order=2),
+    "unipc3": dict(method="unipc", order=3),
+    "ipndm": dict(method="ipndm", order=4),
+    "deis": dict(method="deis", order=3),
 }
 DEFAULT_SKIP_TYPE = "logSNR"
 DEFAULT_GUIDANCE_SCALE = 2.0
@@ -361,26 +369,34 @@ def guided_model(graph, params, labels, guidance_scale=DEFAULT_GUIDANCE_SCALE, s
     )
 
 
-def _generate(
-    params, x_T, labels, guidance_scale, *, graph, steps, order, algorithm_type, skip_type
-):
+def _generate(params, x_T, labels, guidance_scale, *, graph, options: tuple):
+    """dpm_jax.sample of the guided UNet with ``options`` (a tuple of (name, value) pairs)."""
     model = guided_model(graph, params, labels, guidance_scale)
-    return dpm_jax.sample(
-        model,
-        x_T,
-        model.schedule,
-        steps=steps,
-        order=order,
-        method="multistep",
-        algorithm_type=algorithm_type,
-        skip_type=skip_type,
-        return_info=True,
-    )
+    return dpm_jax.sample(model, x_T, model.schedule, return_info=True, **dict(options))
 
 
-_generate_jit = jax.jit(
-    _generate, static_argnames=("graph", "steps", "order", "algorithm_type", "skip_type")
-)
+_generate_jit = jax.jit(_generate, static_argnames=("graph", "options"))
+
+
+def sample_options(
+    method: str = "dpmsolver++",
+    *,
+    steps: int | None = None,
+    skip_type: str = DEFAULT_SKIP_TYPE,
+    timesteps=None,
+) -> tuple:
+    """The (hashable) dpm_jax.sample options of :func:`generate`."""
+    if method not in SOLVERS:
+        raise ValueError(f"`method` must be one of {sorted(SOLVERS)}, got {method!r}.")
+    opts = dict(SOLVERS[method])
+    if timesteps is not None:
+        grid = tuple(float(t) for t in np.asarray(timesteps, np.float64))
+        if steps is not None and steps != len(grid) - 1:
+            raise ValueError(f"`steps`={steps} disagrees with `timesteps` of length {len(grid)}.")
+        opts["timesteps"] = grid
+    else:
+        opts.update(steps=10 if steps is None else int(steps), skip_type=skip_type)
+    return tuple(sorted(opts.items()))
 
 
 def generate(
@@ -388,24 +404,25 @@ def generate(
     labels,
     key,
     *,
-    steps: int = 10,
+    steps: int | None = None,
     method: str = "dpmsolver++",
     guidance_scale=DEFAULT_GUIDANCE_SCALE,
     skip_type: str = DEFAULT_SKIP_TYPE,
+    timesteps=None,
     params=None,
     return_info: bool = False,
 ):
-    """Samples one digit per label: multistep DPM-Solver / DPM-Solver++ with guidance.
+    """Samples one digit per label with classifier-free guidance.
 
-    ``method`` is a key of :data:`SOLVERS`: "dpmsolver++" (2M), "ddim" (first
-    order), "dpmsolver" (2M with the noise prediction), "dpmsolver++3" (3M).
-    The program is compiled once per (steps, method, skip_type, batch); parameters,
-    labels, guidance scale and key are traced arguments. Returns (B, 8, 8, 1) in
-    roughly [-1, 1] (and the :class:`dpm_jax.SampleInfo` with ``return_info``).
+    ``method`` is a key of :data:`SOLVERS`: "dpmsolver++" (DPM-Solver++(2M)), "ddim"
+    (first order), "dpmsolver" (DPM-Solver-2M), "dpmsolver++3" (3M), "unipc" (UniPC-2),
+    "unipc3", "ipndm" (iPNDM-4), "deis" (DEIS-tAB3). ``steps`` (default 10) on
+    ``skip_type``, or an explicit grid ``timesteps`` (e.g. :func:`fitted_grid`'s). The
+    program is compiled once per (options, batch); parameters, labels, guidance scale
+    and key are traced arguments. Returns (B, 8, 8, 1) in roughly [-1, 1] (and the
+    :class:`dpm_jax.SampleInfo` with ``return_info``).
     """
-    if method not in SOLVERS:
-        raise ValueError(f"`method` must be one of {sorted(SOLVERS)}, got {method!r}.")
-    order, algorithm_type = SOLVERS[method]
+    options = sample_options(method, steps=steps, skip_type=skip_type, timesteps=timesteps)
     labels = jnp.asarray(labels, jnp.int32)
     x_T = jax.random.normal(key, (labels.shape[0],) + IMAGE_SHAPE, jnp.float32)
     x0, info = _generate_jit(
@@ -414,12 +431,19 @@ def generate(
         labels,
         jnp.asarray(guidance_scale, jnp.float32),
         graph=bundle.unet_graph,
-        steps=int(steps),
-        order=order,
-        algorithm_type=algorithm_type,
-        skip_type=skip_type,
+        options=options,
     )
     return (x0, info) if return_info else x0
+
+
+def fitted_grid():
+    """The time grid fitted to the bundled UNet by ``tools/fit_demo_grid.py`` (package data
+    ``data/digits_grid.json``): a :class:`dpm_jax.optimize.TimestepFile` whose ``meta``
+    holds what it was fitted for and its held-out figures, or None if it is missing."""
+    path = importlib.resources.files("dpm_jax") / "data" / "digits_grid.json"
+    if not path.is_file():
+        return None
+    return dpm_jax.load_timesteps(path, schedule=schedule())
 
 
 @functools.partial(jax.jit, static_argnames="graph")

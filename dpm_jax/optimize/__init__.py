@@ -58,9 +58,11 @@ def optimize_timesteps(
       steps: the grid's number of intervals (the NFE of multistep solvers).
       objective: "ld3", "gits" or "dmn".
       method, order, algorithm_type, **solver_options: the student solver, as for
-        :func:`dpm_jax.sample` (any fixed-grid method; ``"dmn"``: multistep, ipndm,
-        deis). Objective-specific keywords: ``loss`` ("rms" / "mse"), ``slack`` (soft
-        teacher forcing) and ``parametrization`` ("lambda" / "time") for ld3;
+        :func:`dpm_jax.sample` (any fixed-grid method; ``"dmn"``: DPM-Solver++
+        multistep). Objective-specific keywords: ``loss`` ("log", default, "rms", "mse"),
+        ``slack`` (soft teacher forcing), ``parametrization`` ("lambda" / "time") and
+        ``init`` (a spacing name or a grid; default: the built-in spacing with the
+        lowest training loss) for ld3;
         ``points``, ``substeps``, ``gamma`` for gits.
       t_start, t_end: the span (default the schedule's T and t_eps).
       teacher: ld3: the teacher's end points of ``x_T`` (an array), or a dict of
@@ -87,7 +89,7 @@ def optimize_timesteps(
     from dpm_jax.optimize import dmn, gits, ld3
 
     known = {
-        "ld3": ("loss", "slack", "parametrization"),
+        "ld3": ("loss", "slack", "parametrization", "init"),
         "gits": ("points", "substeps", "gamma"),
         "dmn": ("parametrization",),
     }

@@ -15,7 +15,10 @@ point's error is bounded by
 a function of the schedule and the grid alone. It is minimised over the interior nodes
 (the fractions of the lambda span, monotone by construction, as for LD3) by Adam, with
 the J from the planner's own rows (differentiable in the grid), so the bound is that of
-the solver that is run: DPM-Solver(++) multistep (any order and variant), iPNDM or DEIS.
+the solver that is run: DPM-Solver++ multistep (any order and variant). For a noise
+prediction (DPM-Solver, iPNDM, DEIS: e_k = 1) the bound is sum_k |sum_s C_sk|, which is
+rho_end - rho_start for every grid whose aggregated weights are positive: it cannot choose
+a grid, and those solvers are refused.
 A warm-up or extrapolation with large weights, or a step too long for its neighbours,
 raises the bound; no model is called.
 """
@@ -30,8 +33,10 @@ from dpm_jax.optimize import _common as U
 
 __all__ = ["bound", "fit", "METHODS"]
 
-#: Solvers whose rows are one step each, carrying the state with weight 1 in u.
-METHODS = ("multistep", "ipndm", "deis")
+#: Solvers whose rows are one step each, carrying the state with weight 1 in u (with the
+#: data prediction: for a noise prediction e_k = 1 and, where every aggregated weight is
+#: positive, sum_k sum_s C_sk = rho_end - rho_start for any grid: the bound is flat).
+METHODS = ("multistep",)
 
 
 def bound(prob: U.Problem, times):
@@ -69,11 +74,12 @@ def fit(
     progress: bool = False,
 ) -> np.ndarray:
     """The DMN grid (float64, t_start to t_end) of ``prob``."""
-    if prob.options.method not in METHODS:
+    if prob.options.method not in METHODS or not prob.options.algorithm.data:
         raise ValueError(
-            f"objective='dmn' bounds solvers whose steps are single rows "
-            f"({', '.join(map(repr, METHODS))}); `method`={prob.options.method!r} "
-            "is not one. Use objective='ld3' or 'gits'."
+            "objective='dmn' bounds the data-prediction multistep solvers (method='multistep', "
+            f"algorithm_type='dpmsolver++'); got `method`={prob.options.method!r}, "
+            f"`algorithm_type`={prob.options.algorithm.name!r} (for a noise prediction its bound "
+            "does not depend on the grid). Use objective='ld3' or 'gits'."
         )
     if prob.options.denoise_to_zero:
         raise ValueError("objective='dmn' does not bound the extra `denoise_to_zero` call.")

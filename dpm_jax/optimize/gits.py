@@ -86,9 +86,10 @@ def step_costs(prob: U.Problem, states, times) -> np.ndarray:
             ratio, lin = _ddim(nodes[i].p, nodes[j].p)
             ratios.append(ratio)
             weights.append(lin)
+        shape = (-1,) + (1,) * states[i].ndim  # one coefficient per target node j
         pred = (
-            jnp.asarray(ratios, states.dtype)[:, None, None] * states[i][None]
-            + jnp.asarray(weights, states.dtype)[:, None, None] * x0[i][None]
+            jnp.asarray(ratios, states.dtype).reshape(shape) * states[i][None]
+            + jnp.asarray(weights, states.dtype).reshape(shape) * x0[i][None]
         )
         err = pred - states[i + 1 :]
         rms = jnp.sqrt(jnp.mean(err.reshape(err.shape[0], err.shape[1], -1) ** 2, axis=2))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -16,11 +17,13 @@ GMM = problems.gmm_16d(seed=3, D=4)
 X_T = jnp.asarray(np.random.default_rng(0).normal(size=(5, 4)))
 
 
-def _counting_net(counter):
+def _net():
+    """The exact model, allowed one trace (chex counts per function, across tests: reset)."""
+    chex.clear_trace_counter()
     base = problems.noise_net(GMM, SCHED)
 
+    @chex.assert_max_traces(n=1)  # raises if a program traces the model a second time
     def net(x, t_input, cond=None, **kw):
-        counter.append(1)  # runs once per trace, not per call, inside jit
         out = base(x, t_input)
         return out if cond is None else out * (1.0 + 0.01 * cond[:, None])
 
@@ -36,8 +39,7 @@ def test_all_names_resolve():
 
 @pytest.mark.parametrize("method", ["singlestep", "singlestep_fixed", "multistep"])
 def test_model_traced_once_and_not_retraced(method):
-    calls = []
-    net = _counting_net(calls)
+    net = _net()
     labels = jnp.arange(5) % 2
     opts = dict(steps=9, order=3, method=method, skip_type="logSNR")
 
@@ -52,45 +54,46 @@ def test_model_traced_once_and_not_retraced(method):
         )
 
     x1, info = dpm_jax.sample(wrap(1.5), X_T, SCHED, return_info=True, **opts)
-    assert len(calls) == 1, f"model traced {len(calls)} times for {info.nfe} calls"
-    # Different t_end, guidance scale and thresholding: same program, no retrace.
+    # Different t_end and guidance scale: the same program, no retrace.
     x2 = dpm_jax.sample(wrap(4.0), X_T, SCHED, t_end=0.01, **opts)
-    x3 = dpm_jax.sample(
-        wrap(4.0),
-        X_T,
-        SCHED,
-        t_end=0.01,
-        correcting_x0_fn="dynamic_thresholding",
-        thresholding_max_val=2.0,
-        **opts,
-    )
-    x4 = dpm_jax.sample(
-        wrap(4.0),
-        X_T,
-        SCHED,
-        t_end=0.01,
-        correcting_x0_fn="dynamic_thresholding",
-        thresholding_max_val=3.0,
-        **opts,
-    )
-    assert len(calls) == 2  # the thresholded run is a new program, traced once
+    chex.clear_trace_counter()  # thresholding is a new program: traced once, then reused
+    thresholded = dict(t_end=0.01, correcting_x0_fn="dynamic_thresholding", **opts)
+    x3 = dpm_jax.sample(wrap(4.0), X_T, SCHED, thresholding_max_val=2.0, **thresholded)
+    x4 = dpm_jax.sample(wrap(4.0), X_T, SCHED, thresholding_max_val=3.0, **thresholded)
     assert not np.allclose(x1, x2) and not np.allclose(x2, x3) and not np.allclose(x3, x4)
     assert info.nfe == 9
 
 
 def test_plan_is_pytree_and_execute_does_not_recompile():
-    calls = []
-    model = dpm_jax.model_wrapper(_counting_net(calls), SCHED)
+    model = dpm_jax.model_wrapper(_net(), SCHED)
     p1 = dpm_jax.build_plan(SCHED, steps=6, order=2, skip_type="logSNR")
     p2 = dpm_jax.build_plan(SCHED, steps=6, order=2, skip_type="time_quadratic", t_end=0.005)
     assert jax.tree_util.tree_structure(p1) == jax.tree_util.tree_structure(p2)
     assert len(jax.tree_util.tree_leaves(p1)) == 8
     y1, _ = dpm_jax.execute_plan(model, X_T, p1)
-    y2, _ = dpm_jax.execute_plan(model, X_T, p2)
-    assert len(calls) == 1 and not np.allclose(y1, y2)
-    np.testing.assert_allclose(
-        y1, dpm_jax.sample(model, X_T, SCHED, steps=6, order=2, skip_type="logSNR"), rtol=0, atol=0
+    y2, _ = dpm_jax.execute_plan(model, X_T, p2)  # another grid: no retrace
+    assert not np.allclose(y1, y2)
+    chex.assert_trees_all_equal(
+        y1, dpm_jax.sample(model, X_T, SCHED, steps=6, order=2, skip_type="logSNR")
     )
+
+
+class TestWithAndWithoutJit(chex.TestCase):
+    """sample under jax.jit (the model closed over) equals the eager call (chex.variants)."""
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_sample(self):
+        model = dpm_jax.model_wrapper(problems.noise_net(GMM, SCHED), SCHED)
+        for opts in (
+            dict(steps=6, order=2),
+            dict(steps=7, order=3, method="singlestep"),
+            dict(steps=6, method="unipc"),
+            dict(steps=6, method="ipndm", order=4),
+            dict(timesteps=[1.0, 0.5, 0.2, 0.05, 0.001]),
+        ):
+            ref = dpm_jax.sample(model, X_T, SCHED, **opts)
+            got = self.variant(lambda x, opts=opts: dpm_jax.sample(model, x, SCHED, **opts))(X_T)
+            chex.assert_trees_all_close(got, ref, rtol=1e-12, atol=1e-12)
 
 
 def test_jit_with_traced_parameters_matches_eager():
@@ -246,8 +249,7 @@ def test_unroll_choices_agree_and_auto_detects_heavy_models():
 
 
 def test_singlestep_and_multistep_plans_of_one_shape_share_a_program():
-    calls = []
-    model = dpm_jax.model_wrapper(_counting_net(calls), SCHED)
+    model = dpm_jax.model_wrapper(_net(), SCHED)  # traced at most once
     a = dpm_jax.sample(model, X_T, SCHED, steps=6, order=2, method="multistep")
     b = dpm_jax.sample(model, X_T, SCHED, steps=6, order=2, method="singlestep")
-    assert len(calls) == 1 and not np.allclose(a, b)
+    assert not np.allclose(a, b)

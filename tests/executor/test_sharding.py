@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -78,10 +79,9 @@ def test_jit_with_sharded_input_matches_one_device(mesh, case):
         # The doubled guidance batch [x, x] is concatenated across shards, so XLA
         # partitions and fuses the guidance combination differently: 1-ulp
         # differences (8.9e-16 measured). sample_sharded doubles locally and is bitwise.
-        np.testing.assert_allclose(np.asarray(out), np.asarray(ref), rtol=0, atol=1e-12)
+        chex.assert_trees_all_close((out, info_s.nfe), (ref, info.nfe), rtol=0, atol=1e-12)
     else:
-        np.testing.assert_array_equal(np.asarray(out), np.asarray(ref))  # bitwise on CPU
-    np.testing.assert_array_equal(np.asarray(info_s.nfe), np.asarray(info.nfe))
+        chex.assert_trees_all_equal((out, info_s.nfe), (ref, info.nfe))  # bitwise on CPU
     assert len(out.sharding.device_set) == 8 and out.sharding.is_equivalent_to(xs.sharding, 2)
     hlo = fn.lower(model, xs).compile().as_text()
     if case in ("multistep", "singlestep"):

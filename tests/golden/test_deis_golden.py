@@ -33,22 +33,13 @@ def _setup(cid):
 
 
 def _net(cid):
-    """What a pipeline's model sees, (x, timestep); a flow model gets diffusers' integer
-    timestep at the same node (diffusers truncates 1000 sigma, dpm_jax passes it exactly)."""
-    flow = bool(Z[f"flow/{cid}"])
-    pred = str(Z[f"prediction_type/{cid}"])
-    table = jnp.asarray(Z[f"alphas_cumprod/{cid}"])
-    given = jnp.asarray(Z[f"timesteps/{cid}"])
-
-    def net(x, t_input):
-        t = (
-            given[jnp.argmin(jnp.abs(given[None, :] - t_input[:, None]), axis=1)]
-            if flow
-            else t_input
-        )
-        return diffusers_gmm.net_output(x, t, pred, alphas_cumprod=table, flow=flow, xp=jnp)
-
-    return net
+    """What a pipeline's model sees, (x, timestep): ``diffusers_gmm.pipeline_net``."""
+    return diffusers_gmm.pipeline_net(
+        bool(Z[f"flow/{cid}"]),
+        str(Z[f"prediction_type/{cid}"]),
+        Z[f"alphas_cumprod/{cid}"],
+        Z[f"timesteps/{cid}"],
+    )
 
 
 def test_all_runs_present():

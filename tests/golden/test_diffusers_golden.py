@@ -50,25 +50,13 @@ def _setup(cid):
 
 
 def _net(cid):
-    """The golden network: what a diffusers pipeline's model sees, (x, timestep)."""
-    flow = bool(Z[f"flow/{cid}"])
-    pred = str(Z[f"prediction_type/{cid}"])
-    table = jnp.asarray(Z[f"alphas_cumprod/{cid}"])
-    given = jnp.asarray(Z[f"timesteps/{cid}"])
-
-    def net(x, t_input):
-        # diffusers passes int64 timesteps: a flow model sees int(1000 sigma) (whether
-        # 0.333 * 1000 becomes 332 or 333 depends on float rounding), where dpm_jax
-        # passes 1000 sigma exactly. To compare the solvers, this network looks up the
-        # integer diffusers gave it at the same node (the nearest, less than 1 away).
-        t = (
-            given[jnp.argmin(jnp.abs(given[None, :] - t_input[:, None]), axis=1)]
-            if flow
-            else t_input
-        )
-        return diffusers_gmm.net_output(x, t, pred, alphas_cumprod=table, flow=flow, xp=jnp)
-
-    return net
+    """What a pipeline's model sees, (x, timestep): ``diffusers_gmm.pipeline_net``."""
+    return diffusers_gmm.pipeline_net(
+        bool(Z[f"flow/{cid}"]),
+        str(Z[f"prediction_type/{cid}"]),
+        Z[f"alphas_cumprod/{cid}"],
+        Z[f"timesteps/{cid}"],
+    )
 
 
 def _run(cid, **extra):

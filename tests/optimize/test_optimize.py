@@ -44,8 +44,7 @@ def _valid(ts, steps, t_start=SCHED.T, t_end=SCHED.t_eps):
         ("gits", dict(points=20)),
         ("gits", dict(points=12, method="deis", order=3)),
         ("dmn", dict(iterations=50)),
-        ("dmn", dict(iterations=50, method="ipndm", order=4)),
-        ("dmn", dict(iterations=50, algorithm_type="dpmsolver", order=3)),
+        ("dmn", dict(iterations=50, order=3, multistep3_variant="third_order")),
     ],
 )
 def test_every_objective_gives_a_valid_grid_that_samples(objective, kw):
@@ -54,6 +53,17 @@ def test_every_objective_gives_a_valid_grid_that_samples(objective, kw):
     solver = {k: v for k, v in kw.items() if k in ("method", "order", "algorithm_type")}
     out = dpm_jax.sample(MODEL, X_T, SCHED, timesteps=ts, **solver)
     assert np.all(np.isfinite(np.asarray(out)))
+
+
+@pytest.mark.parametrize("objective", ["ld3", "gits"])
+def test_image_shaped_states(objective):
+    """States (B, H, W, C), as a UNet's: found by the benchmark (gits assumed (B, D))."""
+    net = lambda x, t: 0.1 * x
+    model = dpm_jax.model_wrapper(net, SCHED)
+    x = jnp.asarray(np.random.default_rng(4).normal(size=(6, 3, 3, 2)))
+    kw = dict(points=10) if objective == "gits" else dict(iterations=5)
+    ts = dpm_jax.optimize_timesteps(model, SCHED, x, steps=4, objective=objective, **kw)
+    _valid(ts, 4)
 
 
 def test_other_spans_and_the_time_parametrisation():
@@ -176,6 +186,8 @@ def test_dmn_is_data_free_and_lowers_its_bound():
         (dict(x_T=None), ValueError, "x_T"),
         (dict(objective="dmn", method="unipc"), ValueError, "method"),
         (dict(objective="dmn", method="heun"), ValueError, "method"),
+        (dict(objective="dmn", method="ipndm"), ValueError, "method"),
+        (dict(objective="dmn", algorithm_type="dpmsolver"), ValueError, "algorithm_type"),
         (dict(method="adaptive"), ValueError, "method"),
         (dict(algorithm_type="sde-dpmsolver++"), ValueError, "algorithm_type"),
         (dict(skip_type="logSNR"), ValueError, "skip_type"),
