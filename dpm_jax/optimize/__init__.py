@@ -57,20 +57,23 @@ def optimize_timesteps(
       x_T: training noise (B, ...) (``"ld3"``, ``"gits"``; may be None for ``"dmn"``).
       steps: the grid's number of intervals (the NFE of multistep solvers).
       objective: "ld3", "gits" or "dmn".
-      method, order, algorithm_type, **solver_options: the student solver, as for
-        :func:`dpm_jax.sample` (any fixed-grid method; ``"dmn"``: DPM-Solver++
-        multistep). Objective-specific keywords: ``loss`` ("log", default, "rms", "mse"),
-        ``slack`` (soft teacher forcing), ``parametrization`` ("lambda" / "time") and
-        ``init`` (a spacing name or a grid; default: the built-in spacing with the
-        lowest training loss) for ld3;
-        ``points``, ``substeps``, ``gamma`` for gits.
-      t_start, t_end: the span (default the schedule's T and t_eps).
+      method: the student solver's ``method``, as for :func:`dpm_jax.sample` (any
+        fixed-grid method; ``"dmn"``: DPM-Solver++ multistep).
+      order: its order.
+      algorithm_type: its algorithm type (None: the solver's default).
+      t_start: the start of the span (default the schedule's T).
+      t_end: its end (default the schedule's t_eps).
       teacher: ld3: the teacher's end points of ``x_T`` (an array), or a dict of
         :func:`dpm_jax.sample` options for the teacher run (default: DPM-Solver++(3M),
         third-order variant, 200 steps uniform in lambda); gits: such a dict.
       progress: show a tqdm bar with the loss.
-      iterations, learning_rate: of the ld3 / dmn optimiser (300 / 400 iterations,
-        0.05).
+      iterations: of the ld3 / dmn optimiser (default 300 / 400).
+      learning_rate: of the ld3 / dmn optimiser (default 0.05).
+      **solver_options: the student's other options, as for :func:`dpm_jax.sample`;
+        and objective-specific keywords: ``loss`` ("log", default, "rms", "mse"),
+        ``slack`` (soft teacher forcing), ``parametrization`` ("lambda" / "time") and
+        ``init`` (a spacing name or a grid; default: the built-in spacing with the
+        lowest training loss) for ld3; ``points``, ``substeps``, ``gamma`` for gits.
 
     Returns:
       float64 array of ``steps + 1`` strictly decreasing times from t_start to t_end.
