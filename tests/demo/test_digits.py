@@ -104,8 +104,11 @@ def test_demo_writes_png(tmp_path, capsys):
         for line in text.splitlines()
         if line.startswith(("DDIM", "DPM-Solver++(2M)", "reference"))
     }
-    assert [rows[k][-4] for k in ("DDIM", "DPM-Solver++(2M)", "reference:")] == ["10", "10", "12"]
-    assert float(rows["DPM-Solver++(2M)"][-1]) >= 0.8  # classifier accuracy
+    # columns from the right: NFE, compile+run s, run s, accuracy, RMS to the reference
+    assert [rows[k][-5] for k in ("DDIM", "DPM-Solver++(2M)", "reference:")] == ["10", "10", "12"]
+    assert float(rows["DPM-Solver++(2M)"][-2]) >= 0.8  # classifier accuracy
+    assert float(rows["reference:"][-1]) == 0.0  # the reference against itself
+    assert 0.0 < float(rows["DDIM"][-1]) < 1.0
 
 
 def test_import_dpm_jax_does_not_import_flax():
