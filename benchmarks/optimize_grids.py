@@ -4,7 +4,8 @@
     python benchmarks/optimize_grids.py --problems digits --nfe 5 6 8 --solvers 2M UniPC-2
 
 For each problem a grid is fitted by each objective of ``dpm_jax.optimize_timesteps``
-("ld3", "gits", "dmn") for each solver and NFE on TRAIN = 64 noise samples, and every grid
+("ld3", "gits", "dmn"; and "ld3-dec", ld3 with decouple=True: the grid and the model times)
+for each solver and NFE on TRAIN = 64 noise samples, and every grid
 -- the fitted ones and the built-in spacings (time_uniform, logSNR, time_quadratic,
 karras with rho 7) -- is then judged on HELD_OUT = 256 other noise samples by the median
 over samples of the per-sample RMS error against the exact solution (the digits' ideal
@@ -51,7 +52,7 @@ SOLVERS = {
     "iPNDM-4": dict(method="ipndm", order=4),
     "DEIS-tAB3": dict(method="deis", order=3),
 }
-OBJECTIVES = ("ld3", "gits", "dmn")
+OBJECTIVES = ("ld3", "ld3-dec", "gits", "dmn")  # ld3-dec: ld3 with decouple=True
 DMN_METHODS = ("multistep",)  # with the data prediction (see dpm_jax.optimize.dmn)
 
 
@@ -186,22 +187,28 @@ def run(key, nfes, solver_names, objectives, log):
             line = [f"| {name} | {nfe} | {best_sp} {base:.2e} |"]
             fitted = {}
             for obj in objectives:
-                if obj == "dmn" and (opts["method"] not in DMN_METHODS
-                                     or opts.get("algorithm_type") != "dpmsolver++"):
+                if obj == "dmn" and (
+                    opts["method"] not in DMN_METHODS or opts.get("algorithm_type") != "dpmsolver++"
+                ):
                     line.append(" n/a |")
                     continue
                 t1 = time.perf_counter()
-                kw = dict(steps=nfe, objective=obj, **span, **opts)
-                if obj == "ld3":
+                kw = dict(steps=nfe, objective=obj.split("-")[0], **span, **opts)
+                if obj.startswith("ld3"):
                     kw["teacher"] = jnp.asarray(p["exact_train"])
-                ts = dpm_jax.optimize_timesteps(m_train, sched, x_train, **kw)
+                if obj == "ld3-dec":
+                    kw["decouple"] = True
+                    ts, ms = dpm_jax.optimize_timesteps(m_train, sched, x_train, **kw)
+                    grid = dict(timesteps=ts, model_timesteps=ms)
+                else:
+                    grid = dict(timesteps=dpm_jax.optimize_timesteps(m_train, sched, x_train, **kw))
                 wall = time.perf_counter() - t1
-                x = dpm_jax.sample(m_test, x_test, sched, timesteps=ts, **opts)
+                x = dpm_jax.sample(m_test, x_test, sched, **grid, **opts)
                 err = median_rms(x, p["exact"])
                 train = median_rms(
-                    dpm_jax.sample(m_train, x_train, sched, timesteps=ts, **opts), p["exact_train"]
+                    dpm_jax.sample(m_train, x_train, sched, **grid, **opts), p["exact_train"]
                 )
-                fitted[obj] = (err, ts)
+                fitted[obj] = (err, grid)
                 line.append(f" {err:.2e} (x{err / base:.2f}; train {train:.2e}; {wall:.0f} s) |")
             rows.append((key, name, nfe, best_sp, base, fitted))
             log("".join(line))
@@ -225,7 +232,7 @@ def run(key, nfes, solver_names, objectives, log):
             ]
             for obj in objectives:
                 cells.append(
-                    f"{frechet(p['bundle'], p['model_for'], sched, dict(timesteps=fitted[obj][1], **opts)):.3f}"
+                    f"{frechet(p['bundle'], p['model_for'], sched, dict(**fitted[obj][1], **opts)):.3f}"
                     if obj in fitted
                     else "n/a"
                 )

@@ -121,6 +121,7 @@ class SolverOptions(Mapping):
     t_end: float | None = None
     timesteps: Any = None
     sigmas: Any = None
+    model_timesteps: Any = None
     multistep3_variant: Multistep3Variant = "reference"
     unipc_variant: UniPCVariant = "bh2"
     unipc_corrector: bool = True
@@ -294,6 +295,7 @@ def _validate(o: SolverOptions) -> None:
     if not solver.adaptive and o.steps is not None:
         _set_field(o, "steps", _checks.check_int("steps", o.steps, 1))
     _check_grid(o)
+    _check_model_timesteps(o, solver)
     if solver.steps_at_least_order and o.num_steps < o.order:
         raise ValueError(
             f"`steps` must be >= `order` for method={o.method!r}: got steps="
@@ -419,6 +421,45 @@ def _check_grid(o: SolverOptions) -> None:
             )
     v.flags.writeable = False
     _set_field(o, name, v)
+
+
+def _check_model_timesteps(o: SolverOptions, solver) -> None:
+    """``model_timesteps``: concrete, finite, 1-D, one time per grid node that calls the
+    model (``num_steps`` of them), for a solver whose model calls are at its grid nodes."""
+    value = o.model_timesteps
+    if value is None:
+        return
+    if not solver.calls_at_nodes:
+        readers = [m for m, s in _registry().SOLVERS.items() if s.calls_at_nodes]
+        raise ValueError(
+            f"`model_timesteps` does not apply with method={o.method!r}: it moves the model "
+            "calls made at the grid's nodes, which only "
+            f"method={' / '.join(map(repr, readers))} make."
+        )
+    if _is_traced(value):
+        raise TypeError(
+            "`model_timesteps` must be concrete (a NumPy array or list; it sets the plan "
+            "on the host), got a traced value."
+        )
+    try:
+        v = np.array(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"`model_timesteps` must be a 1-D array of numbers, got {type(value).__name__}."
+        ) from None
+    if v.ndim != 1 or v.shape[0] != o.num_steps:
+        raise ValueError(
+            f"`model_timesteps` must hold one time per step ({o.num_steps}: the times at "
+            f"which the model is called at the first {o.num_steps} grid nodes), got shape "
+            f"{v.shape}."
+        )
+    if not np.all(np.isfinite(v)):
+        raise ValueError(
+            f"`model_timesteps` must be finite; entry {int(np.argmin(np.isfinite(v)))} is "
+            f"{float(v[np.argmin(np.isfinite(v))])!r}."
+        )
+    v.flags.writeable = False
+    _set_field(o, "model_timesteps", v)
 
 
 def collect(values: dict) -> SolverOptions:

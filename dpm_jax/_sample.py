@@ -58,6 +58,7 @@ def sample(
     t_end: float | None = None,
     timesteps: Any = None,
     sigmas: Any = None,
+    model_timesteps: Any = None,
     multistep3_variant: str = "reference",
     unipc_variant: str = "bh2",
     unipc_corrector: bool = True,
@@ -136,6 +137,17 @@ def sample(
       sigmas: the same as ``timesteps`` in the k-diffusion / EDM convention
         sigma_t / alpha_t (strictly decreasing; a last entry 0 is the data,
         reached by a first-order step).
+      model_timesteps: the time passed to the model at each model call, one per
+        step: row i evaluates the model at the point x_{t_i} of grid node t_i with
+        the time s_i, and takes its data prediction as (x_{t_i} - sigma(s_i)
+        eps(x_{t_i}, s_i)) / alpha(s_i); the solver's coefficients still step
+        between the grid's nodes. This is LD3's decoupled model time (Tong et al.
+        2024, arXiv 2405.15506, Sec. 3): a fitted s_i corrects the error the model
+        and the discretisation make at that node. For the methods that call the
+        model at their grid's nodes ("multistep", "unipc", "ipndm", "deis");
+        ``model_timesteps`` equal to the first ``steps`` node times gives the
+        plain run bit for bit. Each entry equals its node's time or lies strictly
+        inside the span. ``optimize_timesteps(..., decouple=True)`` fits them.
       final_sigmas_type: None (the grid ends at ``t_end``), or diffusers'
         final node after ``steps`` model nodes: "zero" (the data, sigma = 0,
         reached by a first-order step; the default of the diffusers spacings),
@@ -229,6 +241,7 @@ def inverse(
     t_end: float | None = None,
     timesteps: Any = None,
     sigmas: Any = None,
+    model_timesteps: Any = None,
     multistep3_variant: str = "reference",
     unipc_variant: str = "bh2",
     unipc_corrector: bool = True,
@@ -257,7 +270,8 @@ def inverse(
     The same solvers and options as :func:`sample`, from ``t_start`` (default
     ``schedule.t_eps``) up to ``t_end`` (default ``schedule.T``); the steps have
     h = lambda_t - lambda_s < 0. An explicit grid (``timesteps`` / ``sigmas``)
-    is strictly increasing. Diffusers' grid options and the stochastic
+    is strictly increasing (``model_timesteps`` as in :func:`sample`). Diffusers'
+    grid options and the stochastic
     algorithms are for sampling only (ValueError).
 
     >>> import jax.numpy as jnp

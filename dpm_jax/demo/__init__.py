@@ -118,9 +118,10 @@ def main(argv=None) -> int:
     fitted = digits.fitted_grid()
     if fitted is not None and len(fitted.timesteps) - 1 == args.steps:
         method = fitted.meta.get("demo_method", "dpmsolver++")
-        runs.append(
-            (f"{names[method]}, fitted grid", dict(method=method, timesteps=fitted.timesteps))
-        )
+        grid = dict(timesteps=fitted.timesteps)
+        if fitted.model_timesteps is not None:
+            grid["model_timesteps"] = fitted.model_timesteps
+        runs.append((f"{names[method]}, fitted grid", dict(method=method, **grid)))
     elif fitted is not None:
         print(
             f"(the fitted grid is for {len(fitted.timesteps) - 1} steps: not shown at "

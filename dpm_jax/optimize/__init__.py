@@ -12,7 +12,9 @@ file each:
   solver's error (Xue et al. 2024); no model calls.
 
 The result is a float64 NumPy array of ``steps + 1`` times from t_start to t_end, for
-``dpm_jax.sample(..., timesteps=times)`` with the same solver options. Judge a grid on
+``dpm_jax.sample(..., timesteps=times)`` with the same solver options; ld3 with
+``decouple=True`` also learns the time passed to the model at each node (LD3's second
+time sequence), for ``sample(..., timesteps=times, model_timesteps=model_times)``. Judge a grid on
 noise it was not fitted to. :func:`save_timesteps` / :func:`load_timesteps` keep it in a
 JSON file with what it was made for.
 """
@@ -48,7 +50,7 @@ def optimize_timesteps(
     iterations: int | None = None,
     learning_rate: float | None = None,
     **solver_options,
-) -> np.ndarray:
+) -> Any:
     """A time grid for ``steps`` steps of a solver, fitted by ``objective``.
 
     Args:
@@ -73,10 +75,18 @@ def optimize_timesteps(
         and objective-specific keywords: ``loss`` ("log", default, "rms", "mse"),
         ``slack`` (soft teacher forcing), ``parametrization`` ("lambda" / "time") and
         ``init`` (a spacing name or a grid; default: the built-in spacing with the
-        lowest training loss) for ld3; ``points``, ``substeps``, ``gamma`` for gits.
+        lowest training loss) and ``decouple`` (bool, default False: also learn the
+        model times, see below) for ld3; ``points``, ``substeps``, ``gamma`` for gits.
 
     Returns:
       float64 array of ``steps + 1`` strictly decreasing times from t_start to t_end.
+      With ``decouple=True`` (ld3, solvers that call the model at their nodes:
+      "multistep", "unipc", "ipndm", "deis"), the pair ``(timesteps,
+      model_timesteps)``: the grid, and ``steps`` times at which the model is called
+      at its first ``steps`` nodes. The first stays at t_start; the model call of
+      node i moves by tanh(eta_i) times half the smaller gap to a neighbour, in the
+      parametrisation's coordinate (LD3's decoupled times, Tong et al. 2024, Sec. 3).
+      Sample with ``dpm_jax.sample(..., timesteps=ts, model_timesteps=ms)``.
 
     Raises:
       ValueError / TypeError: naming the argument (unknown objective, steps < 1, empty
@@ -92,7 +102,7 @@ def optimize_timesteps(
     from dpm_jax.optimize import dmn, gits, ld3
 
     known = {
-        "ld3": ("loss", "slack", "parametrization", "init"),
+        "ld3": ("loss", "slack", "parametrization", "init", "decouple"),
         "gits": ("points", "substeps", "gamma"),
         "dmn": ("parametrization",),
     }
@@ -148,15 +158,23 @@ def _positive_int(name, v) -> int:
 
 
 class TimestepFile(NamedTuple):
-    """What :func:`load_timesteps` returns: the grid and what it was made for."""
+    """What :func:`load_timesteps` returns: the grid, what it was made for, and the
+    decoupled model times (None if the file has none)."""
 
     timesteps: np.ndarray
     options: dict
     meta: dict
+    model_timesteps: np.ndarray | None = None
 
 
 def save_timesteps(
-    path, timesteps, *, schedule: Schedule | None = None, objective: str | None = None, **options
+    path,
+    timesteps,
+    *,
+    model_timesteps=None,
+    schedule: Schedule | None = None,
+    objective: str | None = None,
+    **options,
 ) -> None:
     """Writes a grid to a JSON file with what it was made for.
 
@@ -164,13 +182,23 @@ def save_timesteps(
     digits), ``options`` (the solver options it was fitted for: pass them as keywords,
     e.g. ``method="multistep", order=2``), and ``meta``: the objective, the number of
     steps, dpm_jax's version and the schedule (name, T, t_eps, N and log alpha at 9
-    times, so a file can be checked against the schedule it is used with).
+    times, so a file can be checked against the schedule it is used with); and
+    ``model_timesteps`` if given (one per step: ``optimize_timesteps(...,
+    decouple=True)``'s second array).
     """
     from dpm_jax import __version__
 
     ts = np.asarray(timesteps, np.float64)
     if ts.ndim != 1 or ts.shape[0] < 2 or not np.all(np.isfinite(ts)):
         raise ValueError(f"`timesteps` must be a finite 1-D grid of >= 2 times, got {ts!r}.")
+    ms = None
+    if model_timesteps is not None:
+        ms = np.asarray(model_timesteps, np.float64)
+        if ms.shape != (ts.shape[0] - 1,) or not np.all(np.isfinite(ms)):
+            raise ValueError(
+                f"`model_timesteps` must be {ts.shape[0] - 1} finite times (one per step), "
+                f"got {ms!r}."
+            )
     meta: dict[str, Any] = {
         "objective": objective,
         "steps": int(ts.shape[0] - 1),
@@ -193,6 +221,8 @@ def save_timesteps(
         "options": options,
         "meta": meta,
     }
+    if ms is not None:
+        payload["model_timesteps"] = [float(t) for t in ms]
     with open(os.fspath(path), "w", encoding="utf-8") as f:
         json.dump(payload, f, indent=1)
         f.write("\n")
@@ -225,4 +255,6 @@ def load_timesteps(path, schedule: Schedule | None = None) -> TimestepFile:
                 f"load_timesteps(): {path!r} was made for the schedule {s.get('name')!r} "
                 f"(T={s.get('T')}); `schedule` differs."
             )
-    return TimestepFile(ts, dict(payload.get("options", {})), meta)
+    ms = payload.get("model_timesteps")
+    ms = None if ms is None else np.asarray(ms, np.float64)
+    return TimestepFile(ts, dict(payload.get("options", {})), meta, ms)

@@ -86,13 +86,30 @@ def check(
 def times_of(prob: Problem, fractions, parametrization: str):
     """The grid of fractions c_0 = 0 < c_1 < ... < c_K = 1 of the span: uniform in lambda
     ("lambda") or in t ("time"); the ends are the host values t_start, t_end."""
-    inner = fractions[1:-1]
+    inner_t = _times_at(prob, fractions[1:-1], parametrization)
+    return [prob.t_start, *[inner_t[i] for i in range(inner_t.shape[0])], prob.t_end]
+
+
+def _times_at(prob: Problem, fractions, parametrization: str):
+    """The times at fractions of the span (strictly inside it), in lambda or in t."""
     if parametrization == "lambda":
-        lam = prob.lam_start + (prob.lam_end - prob.lam_start) * inner
-        inner_t = prob.schedule.inverse_lambda(lam)
-    else:
-        inner_t = prob.t_start + (prob.t_end - prob.t_start) * inner
-    return [prob.t_start, *[inner_t[i] for i in range(inner.shape[0])], prob.t_end]
+        lam = prob.lam_start + (prob.lam_end - prob.lam_start) * fractions
+        return prob.schedule.inverse_lambda(lam)
+    return prob.t_start + (prob.t_end - prob.t_start) * fractions
+
+
+def model_times_of(prob: Problem, fractions, eta, parametrization: str):
+    """LD3's decoupled model times of a grid of fractions c (K + 1) and K - 1 free
+    parameters eta: the model call of node i (1 <= i < K) is at the fraction
+
+        m_i = c_i + tanh(eta_i) * min(c_i - c_{i-1}, c_{i+1} - c_i) / 2,
+
+    inside the window half way to either neighbour (so the model times stay strictly
+    monotone and inside the span); node 0's call stays at t_start. eta = 0 is the grid."""
+    c = fractions
+    half_gap = 0.5 * jnp.minimum(c[1:-1] - c[:-2], c[2:] - c[1:-1])
+    inner_t = _times_at(prob, c[1:-1] + jnp.tanh(eta) * half_gap, parametrization)
+    return [prob.t_start, *[inner_t[i] for i in range(inner_t.shape[0])]]
 
 
 def fractions_of(theta):
@@ -107,9 +124,10 @@ def default_parametrization(prob: Problem) -> str:
     return "lambda" if np.isfinite(prob.lam_start) and np.isfinite(prob.lam_end) else "time"
 
 
-def plan_of(prob: Problem, times):
-    """The student's differentiable plan on ``times`` (host ends, jax interior)."""
-    return plan_run(prob.schedule, prob.options, "down", times=times)
+def plan_of(prob: Problem, times, model_times=None):
+    """The student's differentiable plan on ``times`` (host ends, jax interior), with
+    its model calls at ``model_times`` (one per step) if given."""
+    return plan_run(prob.schedule, prob.options, "down", times=times, model_times=model_times)
 
 
 def run(prob: Problem, plan, x):
@@ -119,7 +137,8 @@ def run(prob: Problem, plan, x):
 
 
 def host_grid(times) -> np.ndarray:
-    """The grid as float64 NumPy, checked finite and strictly decreasing."""
+    """The grid (or the model times) as float64 NumPy, checked finite and strictly
+    decreasing."""
     out = np.asarray([float(t) for t in times], np.float64)
     if not (np.all(np.isfinite(out)) and np.all(np.diff(out) < 0)):
         raise RuntimeError(f"internal: the optimised grid is not strictly decreasing: {out}")

@@ -24,6 +24,7 @@ import numpy as np
 from dpm_jax import _checks
 from dpm_jax.optimize import _common as U
 from dpm_jax.plan.grids import SPACINGS, time_grid
+from dpm_jax.plan.solvers import registry
 
 __all__ = ["fit", "loss_fn", "LOSSES"]
 
@@ -34,11 +35,13 @@ LOSSES = ("rms", "log", "mse")
 
 
 def loss_fn(prob: U.Problem, parametrization: str, loss: str):
-    """theta, delta, x_T, target -> loss (the function that is minimised; also for tests)."""
+    """params, delta, x_T, target -> loss (the function that is minimised; also for
+    tests); params: the grid's logits theta, or (theta, eta) with the decoupled model
+    times' parameters eta (:func:`dpm_jax.optimize._common.model_times_of`)."""
 
-    def f(theta, delta, x_T, target):
-        times = U.times_of(prob, U.fractions_of(theta), parametrization)
-        out = U.run(prob, U.plan_of(prob, times), x_T + delta)
+    def f(params, delta, x_T, target):
+        times, model_times = _times(prob, params, parametrization)
+        out = U.run(prob, U.plan_of(prob, times, model_times), x_T + delta)
         if loss == "mse":
             return jnp.mean((out - target) ** 2)
         rms = U.per_sample_rms(out, target)
@@ -47,6 +50,16 @@ def loss_fn(prob: U.Problem, parametrization: str, loss: str):
         return jnp.mean(rms)
 
     return f
+
+
+def _times(prob: U.Problem, params, parametrization: str):
+    """(grid, model times or None) of theta or (theta, eta)."""
+    theta, eta = params if isinstance(params, tuple) else (params, None)
+    c = U.fractions_of(theta)
+    times = U.times_of(prob, c, parametrization)
+    if eta is None:
+        return times, None
+    return times, U.model_times_of(prob, c, eta, parametrization)
 
 
 def fit(
@@ -59,9 +72,12 @@ def fit(
     slack: float = 0.0,
     parametrization: str | None = None,
     init=None,
+    decouple: bool = False,
     progress: bool = False,
-) -> np.ndarray:
-    """The LD3 grid (float64, t_start to t_end) of ``prob``."""
+):
+    """The LD3 grid (float64, t_start to t_end) of ``prob``; with ``decouple``, the
+    pair (grid, model times): LD3's two time sequences, the grid learned first, then
+    both together (``iterations`` each)."""
     try:
         import optax
     except ImportError:
@@ -77,31 +93,54 @@ def fit(
     _checks.check_choice("loss", loss, LOSSES)
     target = U.teacher_end(prob, teacher)
     x_T = prob.x_T
+    if not isinstance(decouple, bool):
+        raise TypeError(f"`decouple` must be a bool, got {type(decouple).__name__}.")
+    if decouple and not registry.get(prob.options.method).calls_at_nodes:
+        raise ValueError(
+            f"`decouple`=True moves the model calls at the grid's nodes, which "
+            f"method={prob.options.method!r} does not make; use "
+            f"{' / '.join(repr(m) for m, s in registry.SOLVERS.items() if s.calls_at_nodes)}."
+        )
     f = loss_fn(prob, param, loss)
-    theta = _initial_theta(prob, param, init, f, x_T, target)
-    delta = jnp.zeros_like(x_T)
     radius = slack * np.sqrt(np.prod(x_T.shape[1:]))
+    theta = _initial_theta(prob, param, init, f, x_T, target)
+    theta = _minimise(optax, f, theta, x_T, target, iterations, learning_rate, radius, progress)
+    if not decouple:
+        return U.host_grid(U.times_of(prob, U.fractions_of(theta), param))
+    # then the model times with the grid, from eta = 0 (the model calls at the grid's
+    # nodes; the start is a candidate, so the pair does no worse on the training noise)
+    params = (theta, jnp.zeros((prob.options.num_steps - 1,), theta.dtype))
+    params = _minimise(optax, f, params, x_T, target, iterations, learning_rate, radius, progress)
+    times, model_times = _times(prob, params, param)
+    return U.host_grid(times), U.host_grid(model_times)
+
+
+def _minimise(optax, f, params, x_T, target, iterations, learning_rate, radius, progress):
+    """Adam on ``f(params, delta, x_T, target)`` from ``params``; the iterate with the
+    lowest loss (the start included). ``radius`` > 0: soft teacher forcing, each start
+    x_T + delta kept in its ball."""
+    delta = jnp.zeros_like(x_T)
     opt = optax.adam(learning_rate)
-    state = opt.init((theta, delta))
+    state = opt.init((params, delta))
 
     @jax.jit
-    def step(theta, delta, state):
-        value, grads = jax.value_and_grad(f, argnums=(0, 1))(theta, delta, x_T, target)
+    def step(params, delta, state):
+        value, grads = jax.value_and_grad(f, argnums=(0, 1))(params, delta, x_T, target)
         if radius <= 0:
             grads = (grads[0], jnp.zeros_like(delta))
-        updates, state = opt.update(grads, state, (theta, delta))
-        theta, delta = optax.apply_updates((theta, delta), updates)
+        updates, state = opt.update(grads, state, (params, delta))
+        params, delta = optax.apply_updates((params, delta), updates)
         if radius > 0:  # project each sample's start back onto its ball
             norm = jnp.sqrt(jnp.sum(delta.reshape(delta.shape[0], -1) ** 2, axis=1))
             scale = jnp.minimum(1.0, radius / jnp.maximum(norm, 1e-30))
             delta = delta * scale.reshape((-1,) + (1,) * (delta.ndim - 1))
-        return theta, delta, state, value
+        return params, delta, state, value
 
     bar = U.progress_bar(progress, iterations, "ld3")
-    best, best_theta = np.inf, theta
+    best, best_params = np.inf, params
     for it in range(iterations):
-        current = theta
-        theta, delta, state, value = step(theta, delta, state)
+        current = params
+        params, delta, state, value = step(params, delta, state)
         v = float(value)  # the loss at `current`
         if not np.isfinite(v):
             raise FloatingPointError(
@@ -109,16 +148,16 @@ def fit(
                 f"lower `learning_rate` (now {learning_rate})."
             )
         if v < best:
-            best, best_theta = v, current
+            best, best_params = v, current
         if bar is not None:
             bar.update(1)
             bar.set_postfix(loss=f"{v:.3e}")
     if bar is not None:
         bar.close()
-    final = float(f(theta, delta, x_T, target))
+    final = float(f(params, delta, x_T, target))
     if np.isfinite(final) and final <= best:
-        best_theta = theta
-    return U.host_grid(U.times_of(prob, U.fractions_of(best_theta), param))
+        best_params = params
+    return best_params
 
 
 def _theta_of(prob: U.Problem, times, param: str):

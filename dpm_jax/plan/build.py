@@ -13,7 +13,8 @@ import numpy as np
 from dpm_jax import _checks
 from dpm_jax._options import SolverOptions, collect
 from dpm_jax.plan import grids
-from dpm_jax.plan.nodes import point
+from dpm_jax.plan.nodes import is_jax, point
+from dpm_jax.plan.nodes import node as make_node
 from dpm_jax.plan.rows import Rows
 from dpm_jax.plan.solvers import Run, registry
 from dpm_jax.plan.table import Plan, plan_from_rows
@@ -23,7 +24,11 @@ __all__ = ["build_plan", "plan_run"]
 
 
 def plan_run(
-    schedule: Schedule, options: SolverOptions, direction: str | None = None, times=None
+    schedule: Schedule,
+    options: SolverOptions,
+    direction: str | None = None,
+    times=None,
+    model_times=None,
 ) -> Plan:
     """The plan of a run with validated ``options``; ``direction`` "down" (sample),
     "up" (inverse) or None (either, from the span).
@@ -33,7 +38,10 @@ def plan_run(
     then jax arrays, differentiable in those times, with the same rows and the same
     values as the float64 plan of the same grid (up to the jax dtype). The caller keeps
     the interior strictly between the ends and monotone; ``options.steps`` must be
-    len(times) - 1."""
+    len(times) - 1.
+
+    ``model_times``: ``options.model_timesteps`` as a sequence that may hold jax values
+    (for grid optimisation; the caller keeps them inside the span)."""
     solver = registry.get(options.method)
     if solver.adaptive:
         raise ValueError(
@@ -80,6 +88,10 @@ def plan_run(
     solver.check(run)
     rows = Rows(schedule, alg.data)
     solver.emit(rows, run)
+    if model_times is None and options.model_timesteps is not None:
+        model_times = _checked_model_times(options.model_timesteps, nodes, t_start, t_end)
+    if model_times is not None:
+        _move_model_calls(rows, schedule, nodes, model_times)
     if (
         options.denoise_to_zero
     ):  # x0 = D(x, t_end): for noise prediction D = (x - sigma eps) / alpha
@@ -91,6 +103,36 @@ def plan_run(
         else:
             rows.add(t_end, 1.0 / alpha, {i: -p.sigma / alpha}, True)
     return plan_from_rows(rows, alg.name, solver.include_start, options.denoise_to_zero)
+
+
+def _checked_model_times(values, nodes, t_start: float, t_end: float) -> list:
+    """``model_timesteps`` (validated 1-D float64, one per step) inside the span: each
+    entry equals its grid node's time or lies strictly between t_start and t_end."""
+    lo, hi = min(t_start, t_end), max(t_start, t_end)
+    for i, s in enumerate(values):
+        if s != nodes[i].t and not lo < s < hi:
+            raise ValueError(
+                f"`model_timesteps`: entry {i} is {float(s)!r}, outside the run's span "
+                f"({lo!r}, {hi!r}); a model time must equal its node's time "
+                f"({float(nodes[i].t)!r}) or lie strictly inside the span."
+            )
+    return [float(s) for s in values]
+
+
+def _move_model_calls(rows: Rows, schedule: Schedule, nodes, model_times) -> None:
+    """Row i < steps calls the model at x_{t_i} with the time s_i = model_times[i]:
+    its time input, alpha and sigma are those of s_i (the data prediction is
+    (x_{t_i} - sigma(s_i) eps(x_{t_i}, s_i)) / alpha(s_i)); the coefficients, which
+    integrate between the grid's nodes, are unchanged (LD3's decoupled model times,
+    Tong et al. 2024, arXiv 2405.15506)."""
+    for i, s in enumerate(model_times):
+        host = not (is_jax(rows.nodes[i].t) or is_jax(nodes[i].t))
+        if host and rows.nodes[i].t != nodes[i].t:
+            raise AssertionError(
+                f"internal: row {i} does not call the model at node {i}"
+            )  # pragma: no cover
+        if is_jax(s) or s != rows.nodes[i].t:  # (an unmoved call keeps its node bit for bit)
+            rows.nodes[i] = make_node(schedule, s)
 
 
 def build_plan(
@@ -111,6 +153,7 @@ def build_plan(
     *,
     timesteps=None,
     sigmas=None,
+    model_timesteps=None,
     ipndm_variant: str = "fixed",
     deis_variant: str = "tab",
     final_sigmas_type: str | None = None,
@@ -144,6 +187,10 @@ def build_plan(
       multistep and UniPC NFE = len - 1; for singlestep methods the entries are
       the outer step boundaries, every step has order ``order`` (1 where it
       touches an infinite lambda) with its inner points uniform in lambda.
+
+    ``model_timesteps`` moves the model calls of a grid's nodes (as in
+    :func:`dpm_jax.sample`): ``plan.t``, ``t_input``, ``alpha`` and ``sigma`` of the
+    first ``steps`` rows, not the coefficients.
 
     Infinite half log-SNR at an end (alpha = 0 at the start: flow models at t = 1,
     zero-terminal-SNR tables; sigma = 0 at the end: the data) is exact: a step

@@ -26,7 +26,7 @@ from dpm_jax import schedules
 
 MU, S, SD = 0.3, 0.6, 0.5
 B, D = 4, 3
-N_CALLS = 300
+N_CALLS = 150
 
 SCHEDULES = {
     "discrete": schedules.discrete(betas=np.linspace(1e-4, 0.02, 1000)),
@@ -263,8 +263,10 @@ def test_random_public_api_calls():
         seen["checked against the exact solution"] += 1
         worst[opts["method"]] = max(worst.get(opts["method"], 0.0), rel)
     print(dict(seen), {k: round(v, 4) for k, v in worst.items()})
-    assert seen["ran"] >= 100 and seen["refused"] >= 30
-    assert seen["checked against the exact solution"] >= 15 and seen["jit"] >= 20
+    # the generator's mix (at 300 calls: >= 100 ran, 30 refused, 15 checked, 20 under jit)
+    assert seen["ran"] >= N_CALLS // 3 and seen["refused"] >= N_CALLS // 10
+    assert seen["checked against the exact solution"] >= N_CALLS // 20
+    assert seen["jit"] >= N_CALLS // 15
 
 
 def _end(sched, opts):

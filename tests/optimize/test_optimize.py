@@ -41,7 +41,7 @@ def _valid(ts, steps, t_start=SCHED.T, t_end=SCHED.t_eps):
         ("ld3", dict(iterations=20, method="unipc", slack=0.01)),
         ("ld3", dict(iterations=10, method="ipndm", order=3, loss="mse")),
         ("ld3", dict(iterations=10, method="heun")),
-        ("gits", dict(points=20)),
+        ("gits", dict(points=14)),
         ("gits", dict(points=12, method="deis", order=3)),
         ("dmn", dict(iterations=50)),
         ("dmn", dict(iterations=50, order=3, multistep3_variant="third_order")),
@@ -240,3 +240,92 @@ def test_save_and_load(tmp_path):
     (tmp_path / "bad.json").write_text("{}")
     with pytest.raises(ValueError, match="timesteps file"):
         dpm_jax.load_timesteps(tmp_path / "bad.json")
+
+
+@pytest.mark.parametrize("kw", [dict(method="unipc", parametrization="time")])
+def test_decoupled_model_times_are_valid_and_lower_the_training_loss(kw):
+    """ld3, decouple=True: the grid, then the model times from the grid's nodes (eta = 0)
+    with it; the pair's training loss is at most the grid-only fit's (the start of the
+    second stage is that fit)."""
+    steps, fit = 5, dict(iterations=6, **kw)
+    grid = dpm_jax.optimize_timesteps(MODEL, SCHED, X_T, steps=steps, **fit)
+    ts, ms = dpm_jax.optimize_timesteps(MODEL, SCHED, X_T, steps=steps, decouple=True, **fit)
+    _valid(ts, steps)
+    assert ms.dtype == np.float64 and ms.shape == (steps,)
+    assert ms[0] == ts[0] and np.all(np.diff(ms) < 0)
+    # each moved call stays within half the smaller gap to a neighbour, in lambda (or t)
+    u = SCHED.marginal_lambda if kw.get("parametrization") != "time" else (lambda t: t)
+    un, um = np.asarray(u(ts)), np.asarray(u(ms))
+    half = 0.5 * np.minimum(np.abs(np.diff(un))[:-1], np.abs(np.diff(un))[1:])
+    assert np.all(np.abs(um[1:] - un[1:-1]) <= half * (1 + 1e-9))
+    solver = {k: v for k, v in kw.items() if k in ("method", "order")}
+    target = _common.teacher_end(
+        _common.check("ld3", MODEL, SCHED, X_T, steps, dict(solver), None, None, True), None
+    )
+
+    def loss(**grid_kw):
+        out = dpm_jax.sample(MODEL, X_T, SCHED, **grid_kw, **solver)
+        return float(jnp.mean(jnp.log(_common.per_sample_rms(out, target) + 1e-12)))
+
+    assert loss(timesteps=ts, model_timesteps=ms) <= loss(timesteps=grid) + 1e-6
+
+
+def test_ld3_gradient_in_the_model_times_matches_finite_differences():
+    with jax.enable_x64(True):
+        prob = _common.check(
+            "ld3", MODEL, SCHED, X_T, 5, dict(method="unipc"), None, None, needs_data=True
+        )
+        target = _common.teacher_end(prob, None)
+        f = ld3.loss_fn(prob, "lambda", "rms")
+        theta = jnp.asarray(np.random.default_rng(1).normal(scale=0.3, size=5))
+        eta = jnp.asarray(np.random.default_rng(2).normal(scale=0.5, size=4))
+        delta = jnp.zeros_like(prob.x_T)
+        g = jax.grad(f)((theta, eta), delta, prob.x_T, target)
+        eps = 1e-6
+        for which, n in ((0, 5), (1, 4)):
+            for i in range(n):
+                e = jnp.zeros(n).at[i].set(eps)
+                plus = (theta + e, eta) if which == 0 else (theta, eta + e)
+                minus = (theta - e, eta) if which == 0 else (theta, eta - e)
+                fd = float(f(plus, delta, prob.x_T, target) - f(minus, delta, prob.x_T, target))
+                fd /= 2 * eps
+                got = float(g[which][i])
+                assert abs(got - fd) <= 1e-6 * max(1.0, abs(fd)), (which, i, got, fd)
+
+
+@pytest.mark.parametrize(
+    "kw, exc, text",
+    [
+        (dict(decouple=True, method="heun"), ValueError, "decouple"),
+        (dict(decouple=True, method="singlestep"), ValueError, "decouple"),
+        (dict(decouple="yes"), TypeError, "decouple"),
+        (dict(decouple=True, objective="gits"), ValueError, "decouple"),
+        (dict(decouple=True, objective="dmn"), ValueError, "decouple"),
+    ],
+)
+def test_bad_decouple_names_the_argument(kw, exc, text):
+    args = dict(steps=4)
+    if kw.get("objective") in (None, "ld3"):
+        args["iterations"] = 2
+    with pytest.raises(exc) as info:
+        dpm_jax.optimize_timesteps(MODEL, SCHED, X_T, **args, **kw)
+    assert text in str(info.value), str(info.value)
+
+
+def test_save_and_load_model_timesteps(tmp_path):
+    ts = dpm_jax.time_grid(SCHED, "logSNR", 1.0, 1e-3, 4)
+    ms = np.array(ts[:4])
+    ms[1:] = 0.6 * ts[1:4] + 0.4 * ts[2:5]
+    path = tmp_path / "grid.json"
+    dpm_jax.save_timesteps(path, ts, model_timesteps=ms, schedule=SCHED, method="unipc")
+    got = dpm_jax.load_timesteps(path, schedule=SCHED)
+    np.testing.assert_array_equal(got.timesteps, ts)
+    np.testing.assert_array_equal(got.model_timesteps, ms)  # bit for bit
+    x = dpm_jax.sample(
+        MODEL, X_T, SCHED, timesteps=got.timesteps, model_timesteps=got.model_timesteps
+    )
+    assert np.all(np.isfinite(np.asarray(x)))
+    dpm_jax.save_timesteps(path, ts)
+    assert dpm_jax.load_timesteps(path).model_timesteps is None
+    with pytest.raises(ValueError, match="`model_timesteps`"):
+        dpm_jax.save_timesteps(path, ts, model_timesteps=ms[:3])

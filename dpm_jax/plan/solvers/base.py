@@ -10,6 +10,8 @@ A solver (one file each in this package, listed once in :mod:`.registry`) says
   ValueError naming it (``strict``; the older solvers ignore them, as before);
 - ``include_start``: whether ``return_intermediate`` begins with the start state;
 - ``steps_at_least_order``: whether a run needs steps >= order;
+- ``calls_at_nodes``: whether its first ``steps`` rows call the model at the grid's
+  first ``steps`` nodes (multistep methods), so ``model_timesteps`` can move them;
 - ``check(run)``: anything else it refuses (a grid it cannot use, an option
   value), raising a ValueError that names the option;
 - ``emit(rows, run)``: the rows of the run, one per model call, from the nodes
@@ -67,6 +69,8 @@ class Solver:
     strict: ClassVar[bool] = True
     include_start: ClassVar[bool] = False
     steps_at_least_order: ClassVar[bool] = False
+    #: row i < steps calls the model at node i (``model_timesteps`` may move those calls)
+    calls_at_nodes: ClassVar[bool] = False
     adaptive: ClassVar[bool] = False  # chooses its grid on device (no plan)
 
     def check_options(self, options) -> None:

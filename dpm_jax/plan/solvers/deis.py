@@ -61,6 +61,7 @@ class DEIS(Solver):
     default_algorithm = "dpmsolver"
     options = ("deis_variant",)
     include_start = True
+    calls_at_nodes = True
 
     def emit(self, rows, run: Run) -> None:
         nodes, order, sch = run.nodes, run.options.order, run.schedule

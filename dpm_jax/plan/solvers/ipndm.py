@@ -32,6 +32,7 @@ class IPNDM(Solver):
     default_algorithm = "dpmsolver"
     options = ("ipndm_variant",)
     include_start = True
+    calls_at_nodes = True
 
     def emit(self, rows, run: Run) -> None:
         nodes, order = run.nodes, run.options.order

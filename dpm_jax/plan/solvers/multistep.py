@@ -32,6 +32,7 @@ class Multistep(Solver):
     strict = False  # (ignores the others, as before the registry)
     algorithms = ("dpmsolver", "dpmsolver++", "sde-dpmsolver", "sde-dpmsolver++")
     include_start = True
+    calls_at_nodes = True
     steps_at_least_order = True
 
     def check_options(self, options) -> None:

@@ -26,6 +26,7 @@ class UniPC(Solver):
     options = ("lower_order_final", "unipc_variant", "unipc_corrector", "euler_at_final")
     strict = False  # (ignores the others, as before the registry)
     include_start = True
+    calls_at_nodes = True
     steps_at_least_order = True
 
     def emit(self, rows, run: Run) -> None:
