@@ -363,19 +363,12 @@ def _check_grid(o: SolverOptions) -> None:
     name = o.explicit_grid
     if name is None:
         return
-    value = getattr(o, name)
-    if _is_traced(value):
-        raise TypeError(
-            f"`{name}` must be concrete (a NumPy array or list; it sets the plan on "
-            "the host), got a traced value: build the grid outside jit, or pass the "
-            "plan of dpm_jax.build_plan(..., timesteps=...) to execute_plan."
-        )
-    try:
-        v = np.array(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise TypeError(
-            f"`{name}` must be a 1-D array of numbers, got {type(value).__name__}."
-        ) from None
+    v = _host_array(
+        name,
+        getattr(o, name),
+        ": build the grid outside jit, or pass the plan of "
+        "dpm_jax.build_plan(..., timesteps=...) to execute_plan",
+    )
     if v.ndim != 1 or v.shape[0] < 2:
         raise ValueError(
             f"`{name}` must be a 1-D array with at least 2 entries (the first and "
@@ -423,6 +416,22 @@ def _check_grid(o: SolverOptions) -> None:
     _set_field(o, name, v)
 
 
+def _host_array(name: str, value, hint: str = "") -> np.ndarray:
+    """``value`` as float64 NumPy; TypeError naming ``name`` if it is traced (it sets the
+    plan on the host) or not numbers."""
+    if _is_traced(value):
+        raise TypeError(
+            f"`{name}` must be concrete (a NumPy array or list; it sets the plan on "
+            f"the host), got a traced value{hint}."
+        )
+    try:
+        return np.array(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"`{name}` must be a 1-D array of numbers, got {type(value).__name__}."
+        ) from None
+
+
 def _check_model_timesteps(o: SolverOptions, solver) -> None:
     """``model_timesteps``: concrete, finite, 1-D, one time per grid node that calls the
     model (``num_steps`` of them), for a solver whose model calls are at its grid nodes."""
@@ -436,17 +445,7 @@ def _check_model_timesteps(o: SolverOptions, solver) -> None:
             "calls made at the grid's nodes, which only "
             f"method={' / '.join(map(repr, readers))} make."
         )
-    if _is_traced(value):
-        raise TypeError(
-            "`model_timesteps` must be concrete (a NumPy array or list; it sets the plan "
-            "on the host), got a traced value."
-        )
-    try:
-        v = np.array(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise TypeError(
-            f"`model_timesteps` must be a 1-D array of numbers, got {type(value).__name__}."
-        ) from None
+    v = _host_array("model_timesteps", value)
     if v.ndim != 1 or v.shape[0] != o.num_steps:
         raise ValueError(
             f"`model_timesteps` must hold one time per step ({o.num_steps}: the times at "

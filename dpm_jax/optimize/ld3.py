@@ -91,8 +91,6 @@ def fit(
             "t_end; use parametrization='time'."
         )
     _checks.check_choice("loss", loss, LOSSES)
-    target = U.teacher_end(prob, teacher)
-    x_T = prob.x_T
     if not isinstance(decouple, bool):
         raise TypeError(f"`decouple` must be a bool, got {type(decouple).__name__}.")
     if decouple and not registry.get(prob.options.method).calls_at_nodes:
@@ -101,6 +99,8 @@ def fit(
             f"method={prob.options.method!r} does not make; use "
             f"{' / '.join(repr(m) for m, s in registry.SOLVERS.items() if s.calls_at_nodes)}."
         )
+    target = U.teacher_end(prob, teacher)
+    x_T = prob.x_T
     f = loss_fn(prob, param, loss)
     radius = slack * np.sqrt(np.prod(x_T.shape[1:]))
     theta = _initial_theta(prob, param, init, f, x_T, target)
