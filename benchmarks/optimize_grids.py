@@ -4,7 +4,8 @@
     python benchmarks/optimize_grids.py --problems digits --nfe 5 6 8 --solvers 2M UniPC-2
 
 For each problem a grid is fitted by each objective of ``dpm_jax.optimize_timesteps``
-("ld3", "gits", "dmn"; and "ld3-dec", ld3 with decouple=True: the grid and the model times)
+("ld3", "gits", "dmn"; and "ld3-dec", ld3 with decouple=True: the grid and the model times;
+"ld3-iqr" and "ld3-dec-iqr", the same with loss="iqr")
 for each solver and NFE on TRAIN = 64 noise samples, and every grid
 -- the fitted ones and the built-in spacings (time_uniform, logSNR, time_quadratic,
 karras with rho 7) -- is then judged on HELD_OUT = 256 other noise samples by the median
@@ -52,7 +53,8 @@ SOLVERS = {
     "iPNDM-4": dict(method="ipndm", order=4),
     "DEIS-tAB3": dict(method="deis", order=3),
 }
-OBJECTIVES = ("ld3", "ld3-dec", "gits", "dmn")  # ld3-dec: ld3 with decouple=True
+# ld3-dec: ld3 with decouple=True; -iqr: with loss="iqr" (its default is "log")
+OBJECTIVES = ("ld3", "ld3-dec", "gits", "dmn", "ld3-iqr", "ld3-dec-iqr")
 DMN_METHODS = ("multistep",)  # with the data prediction (see dpm_jax.optimize.dmn)
 
 
@@ -196,7 +198,9 @@ def run(key, nfes, solver_names, objectives, log):
                 kw = dict(steps=nfe, objective=obj.split("-")[0], **span, **opts)
                 if obj.startswith("ld3"):
                     kw["teacher"] = jnp.asarray(p["exact_train"])
-                if obj == "ld3-dec":
+                if obj.endswith("-iqr"):
+                    kw["loss"] = "iqr"
+                if obj.startswith("ld3-dec"):
                     kw["decouple"] = True
                     ts, ms = dpm_jax.optimize_timesteps(m_train, sched, x_train, **kw)
                     grid = dict(timesteps=ts, model_timesteps=ms)
@@ -253,7 +257,9 @@ def main():
         choices=list(SOLVERS),
         help="default: every solver (the UNet: 2M, UniPC-2, UniPC-3)",
     )
-    ap.add_argument("--objectives", nargs="+", default=list(OBJECTIVES), choices=OBJECTIVES)
+    ap.add_argument(
+        "--objectives", nargs="+", default=["ld3", "ld3-dec", "gits", "dmn"], choices=OBJECTIVES
+    )
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
     args = ap.parse_args()
     args.solvers_given = args.solvers is not None

@@ -72,7 +72,9 @@ def optimize_timesteps(
       iterations: of the ld3 / dmn optimiser (default 300 / 400).
       learning_rate: of the ld3 / dmn optimiser (default 0.05).
       **solver_options: the student's other options, as for :func:`dpm_jax.sample`;
-        and objective-specific keywords: ``loss`` ("log", default, "rms", "mse"),
+        and objective-specific keywords: ``loss`` ("log", default: the mean over samples of the
+        log RMS distance; "iqr": that mean over the middle half of the samples only;
+        "rms"; "mse"),
         ``slack`` (soft teacher forcing), ``parametrization`` ("lambda" / "time") and
         ``init`` (a spacing name or a grid; default: the built-in spacing with the
         lowest training loss) and ``decouple`` (bool, default False: also learn the

@@ -40,7 +40,7 @@ def _valid(ts, steps, t_start=SCHED.T, t_end=SCHED.t_eps):
         ("ld3", dict(iterations=30)),
         ("ld3", dict(iterations=20, method="unipc", slack=0.01)),
         ("ld3", dict(iterations=10, method="ipndm", order=3, loss="mse")),
-        ("ld3", dict(iterations=10, method="heun")),
+        ("ld3", dict(iterations=10, method="heun", loss="iqr")),
         ("gits", dict(points=14)),
         ("gits", dict(points=12, method="deis", order=3)),
         ("dmn", dict(iterations=50)),
@@ -102,6 +102,27 @@ def test_ld3_gradient_matches_finite_differences():
             fd = f(theta + e, delta, prob.x_T, target) - f(theta - e, delta, prob.x_T, target)
             fd = float(fd) / (2 * eps)
             assert abs(float(g[i]) - fd) <= 1e-6 * max(1.0, abs(fd)), (i, float(g[i]), fd)
+
+
+def test_iqr_loss_is_the_mean_log_rms_of_the_middle_half():
+    """loss="iqr": sort the per-sample log RMS distances, drop the lowest and the highest
+    quarter (B // 4 each), average the rest; checked against NumPy on a student run."""
+    x_T = X_T[:11]  # B = 11: drop 2 at each end, keep 7
+    prob = _common.check(
+        "ld3", MODEL, SCHED, x_T, 4, dict(method="unipc"), None, None, needs_data=True
+    )
+    target = np.asarray(x_T) * 0.5
+    theta = jnp.asarray(np.random.default_rng(3).normal(scale=0.3, size=4))
+    f = ld3.loss_fn(prob, "lambda", "iqr")
+    got = float(f(theta, jnp.zeros_like(x_T), x_T, jnp.asarray(target)))
+    times, _ = ld3._times(prob, theta, "lambda")
+    out = np.asarray(
+        dpm_jax.sample(MODEL, x_T, SCHED, timesteps=_common.host_grid(times), method="unipc")
+    )
+    logs = np.sort(np.log(np.sqrt(np.mean((out - target) ** 2, axis=1)) + 1e-12))
+    assert logs.shape == (11,)
+    np.testing.assert_allclose(got, np.mean(logs[2:9]), rtol=1e-10)
+    assert abs(got - np.mean(logs)) > 1e-6  # not the plain mean: the test can fail
 
 
 def test_dynamic_programme_is_the_brute_force_optimum():
