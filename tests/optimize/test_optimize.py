@@ -221,6 +221,7 @@ def test_dmn_is_data_free_and_lowers_its_bound():
         (dict(teacher=jnp.zeros((3, 4))), ValueError, "teacher"),
         (dict(t_end=2.0), ValueError, "t_end"),
         (dict(order=7), ValueError, "order"),
+        (dict(loss="median"), ValueError, "`loss` must be one of"),
     ],
 )
 def test_bad_input_names_the_argument(kw, exc, text):
