@@ -5,7 +5,9 @@
 
 For each problem a grid is fitted by each objective of ``dpm_jax.optimize_timesteps``
 ("ld3", "gits", "dmn"; and "ld3-dec", ld3 with decouple=True: the grid and the model times;
-"ld3-iqr" and "ld3-dec-iqr", the same with loss="iqr")
+"ld3-iqr" and "ld3-dec-iqr", the same with loss="iqr"; "ld3-dec-swa": ld3-dec-iqr with
+window="sides", batch_size=32 (minibatches and the average of the second half of the
+iterates) and 600 iterations per stage)
 for each solver and NFE on TRAIN = 64 noise samples, and every grid
 -- the fitted ones and the built-in spacings (time_uniform, logSNR, time_quadratic,
 karras with rho 7) -- is then judged on HELD_OUT = 256 other noise samples by the median
@@ -53,8 +55,10 @@ SOLVERS = {
     "iPNDM-4": dict(method="ipndm", order=4),
     "DEIS-tAB3": dict(method="deis", order=3),
 }
-# ld3-dec: ld3 with decouple=True; -iqr: with loss="iqr" (its default is "log")
-OBJECTIVES = ("ld3", "ld3-dec", "gits", "dmn", "ld3-iqr", "ld3-dec-iqr")
+# ld3-dec: ld3 with decouple=True; -iqr: with loss="iqr" (its default is "log");
+# ld3-dec-swa: also window="sides", minibatches of 32 and their averaged iterates
+OBJECTIVES = ("ld3", "ld3-dec", "gits", "dmn", "ld3-iqr", "ld3-dec-iqr", "ld3-dec-swa")
+SWA = dict(loss="iqr", window="sides", batch_size=32, iterations=600)
 DMN_METHODS = ("multistep",)  # with the data prediction (see dpm_jax.optimize.dmn)
 
 
@@ -200,6 +204,8 @@ def run(key, nfes, solver_names, objectives, log):
                     kw["teacher"] = jnp.asarray(p["exact_train"])
                 if obj.endswith("-iqr"):
                     kw["loss"] = "iqr"
+                if obj.endswith("-swa"):
+                    kw.update(SWA)
                 if obj.startswith("ld3-dec"):
                     kw["decouple"] = True
                     ts, ms = dpm_jax.optimize_timesteps(m_train, sched, x_train, **kw)

@@ -77,8 +77,13 @@ def optimize_timesteps(
         "rms"; "mse"),
         ``slack`` (soft teacher forcing), ``parametrization`` ("lambda" / "time") and
         ``init`` (a spacing name or a grid; default: the built-in spacing with the
-        lowest training loss) and ``decouple`` (bool, default False: also learn the
-        model times, see below) for ld3; ``points``, ``substeps``, ``gamma`` for gits.
+        lowest training loss), ``decouple`` (bool, default False: also learn the
+        model times, see below), ``window`` ("nearest", default, or "sides": where a
+        decoupled model call may move, see below), ``batch_size`` (None, default: the
+        whole batch and the iterate with the lowest loss; an int: Adam on random
+        minibatches of that many samples, the fit being the mean of the second half of
+        the iterates, i.e. stochastic weight averaging; drawn with ``seed``, default 0)
+        for ld3; ``points``, ``substeps``, ``gamma`` for gits.
 
     Returns:
       float64 array of ``steps + 1`` strictly decreasing times from t_start to t_end.
@@ -86,8 +91,9 @@ def optimize_timesteps(
       "multistep", "unipc", "ipndm", "deis"), the pair ``(timesteps,
       model_timesteps)``: the grid, and ``steps`` times at which the model is called
       at its first ``steps`` nodes. The first stays at t_start; the model call of
-      node i moves by tanh(eta_i) times half the smaller gap to a neighbour, in the
-      parametrisation's coordinate (LD3's decoupled times, Tong et al. 2024, Sec. 3).
+      node i moves by tanh(eta_i) times half the smaller gap to a neighbour
+      (``window="nearest"``) or half the gap on the side it moves to (``"sides"``), in
+      the parametrisation's coordinate (LD3's decoupled times, Tong et al. 2024, Sec. 3).
       Sample with ``dpm_jax.sample(..., timesteps=ts, model_timesteps=ms)``.
 
     Raises:
@@ -104,7 +110,16 @@ def optimize_timesteps(
     from dpm_jax.optimize import dmn, gits, ld3
 
     known = {
-        "ld3": ("loss", "slack", "parametrization", "init", "decouple"),
+        "ld3": (
+            "loss",
+            "slack",
+            "parametrization",
+            "init",
+            "decouple",
+            "window",
+            "batch_size",
+            "seed",
+        ),
         "gits": ("points", "substeps", "gamma"),
         "dmn": ("parametrization",),
     }

@@ -98,17 +98,29 @@ def _times_at(prob: Problem, fractions, parametrization: str):
     return prob.t_start + (prob.t_end - prob.t_start) * fractions
 
 
-def model_times_of(prob: Problem, fractions, eta, parametrization: str):
+#: where a decoupled model call may move: "nearest": within half the smaller gap to a
+#: neighbour, either way; "sides": within half the gap on the side it moves to.
+WINDOWS = ("nearest", "sides")
+
+
+def model_times_of(prob: Problem, fractions, eta, parametrization: str, window: str = "nearest"):
     """LD3's decoupled model times of a grid of fractions c (K + 1) and K - 1 free
     parameters eta: the model call of node i (1 <= i < K) is at the fraction
 
-        m_i = c_i + tanh(eta_i) * min(c_i - c_{i-1}, c_{i+1} - c_i) / 2,
+        "nearest": m_i = c_i + tanh(eta_i) * min(c_i - c_{i-1}, c_{i+1} - c_i) / 2,
+        "sides":   m_i = c_i + tanh(eta_i) * (c_{i+1} - c_i if eta_i > 0 else c_i - c_{i-1}) / 2,
 
-    inside the window half way to either neighbour (so the model times stay strictly
-    monotone and inside the span); node 0's call stays at t_start. eta = 0 is the grid."""
+    inside a window that reaches at most half way to a neighbour (so the model times stay
+    strictly monotone and inside the span); node 0's call stays at t_start. eta = 0 is
+    the grid. "sides" lets a call next to a long step move further into it."""
     c = fractions
-    half_gap = 0.5 * jnp.minimum(c[1:-1] - c[:-2], c[2:] - c[1:-1])
-    inner_t = _times_at(prob, c[1:-1] + jnp.tanh(eta) * half_gap, parametrization)
+    left, right = c[1:-1] - c[:-2], c[2:] - c[1:-1]
+    a = jnp.tanh(eta)
+    if window == "sides":
+        shift = 0.5 * jnp.where(a > 0, a * right, a * left)
+    else:
+        shift = a * (0.5 * jnp.minimum(left, right))
+    inner_t = _times_at(prob, c[1:-1] + shift, parametrization)
     return [prob.t_start, *[inner_t[i] for i in range(inner_t.shape[0])]]
 
 

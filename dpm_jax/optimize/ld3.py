@@ -13,7 +13,11 @@ sorted log d_b only (a smoothed median: the lowest and highest B // 4 dropped), 
 mean_b d_b, or "mse": the mean squared distance; minimised with Adam (optax). LD3's
 soft teacher forcing (its Sec. 3.2, ``slack > 0``) lets each student start x'_T move
 within a ball of radius ``slack * sqrt(dim)`` around x_T while the grid is learned, so
-the grid is not spent on samples no grid can fit. The planner's coefficients are jax
+the grid is not spent on samples no grid can fit. With ``batch_size``, each Adam step
+sees a random minibatch of the training noise and the fit is the average of the second
+half of the iterates (stochastic weight averaging, Izmailov et al. 2018, arXiv
+1803.05407, Eq. 2): the minibatch noise and the average keep the fit from the minimum
+peculiar to the few training samples. The planner's coefficients are jax
 functions of the grid (``dpm_jax.plan.plan_run(..., times=)``), so ``jax.grad``
 differentiates through the plan and the executor.
 """
@@ -38,13 +42,13 @@ __all__ = ["fit", "loss_fn", "LOSSES"]
 LOSSES = ("rms", "log", "iqr", "mse")
 
 
-def loss_fn(prob: U.Problem, parametrization: str, loss: str):
+def loss_fn(prob: U.Problem, parametrization: str, loss: str, window: str = "nearest"):
     """params, delta, x_T, target -> loss (the function that is minimised; also for
     tests); params: the grid's logits theta, or (theta, eta) with the decoupled model
-    times' parameters eta (:func:`dpm_jax.optimize._common.model_times_of`)."""
+    times' parameters eta (:func:`dpm_jax.optimize._common.model_times_of`, in ``window``)."""
 
     def f(params, delta, x_T, target):
-        times, model_times = _times(prob, params, parametrization)
+        times, model_times = _times(prob, params, parametrization, window)
         out = U.run(prob, U.plan_of(prob, times, model_times), x_T + delta)
         if loss == "mse":
             return jnp.mean((out - target) ** 2)
@@ -60,14 +64,14 @@ def loss_fn(prob: U.Problem, parametrization: str, loss: str):
     return f
 
 
-def _times(prob: U.Problem, params, parametrization: str):
+def _times(prob: U.Problem, params, parametrization: str, window: str = "nearest"):
     """(grid, model times or None) of theta or (theta, eta)."""
     theta, eta = params if isinstance(params, tuple) else (params, None)
     c = U.fractions_of(theta)
     times = U.times_of(prob, c, parametrization)
     if eta is None:
         return times, None
-    return times, U.model_times_of(prob, c, eta, parametrization)
+    return times, U.model_times_of(prob, c, eta, parametrization, window)
 
 
 def fit(
@@ -81,11 +85,17 @@ def fit(
     parametrization: str | None = None,
     init=None,
     decouple: bool = False,
+    window: str = "nearest",
+    batch_size: int | None = None,
+    seed: int = 0,
     progress: bool = False,
 ):
     """The LD3 grid (float64, t_start to t_end) of ``prob``; with ``decouple``, the
     pair (grid, model times): LD3's two time sequences, the grid learned first, then
-    both together (``iterations`` each)."""
+    both together (``iterations`` each). ``window``: where a decoupled model call may
+    move (:data:`dpm_jax.optimize._common.WINDOWS`). ``batch_size``: minibatches of the
+    training noise (drawn with ``seed``) and the average of the second half of the
+    iterates, in each stage; None: the whole batch and the iterate with the lowest loss."""
     try:
         import optax
     except ImportError:
@@ -99,6 +109,10 @@ def fit(
             "t_end; use parametrization='time'."
         )
     _checks.check_choice("loss", loss, LOSSES)
+    _checks.check_choice("window", window, U.WINDOWS)
+    batch = _batch_size(batch_size, prob.x_T.shape[0], slack)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"`seed` must be an int, got {type(seed).__name__} {seed!r}.")
     if not isinstance(decouple, bool):
         raise TypeError(f"`decouple` must be a bool, got {type(decouple).__name__}.")
     if decouple and not registry.get(prob.options.method).calls_at_nodes:
@@ -109,18 +123,93 @@ def fit(
         )
     target = U.teacher_end(prob, teacher)
     x_T = prob.x_T
-    f = loss_fn(prob, param, loss)
+    f = loss_fn(prob, param, loss, window)
     radius = slack * np.sqrt(np.prod(x_T.shape[1:]))
     theta = _initial_theta(prob, param, init, f, x_T, target)
-    theta = _minimise(optax, f, theta, x_T, target, iterations, learning_rate, radius, progress)
+    fit_args = (x_T, target, iterations, learning_rate, radius, progress)
+    if batch is None:
+        theta = _minimise(optax, f, theta, *fit_args)
+    else:
+        theta = _minimise_averaged(optax, f, theta, *fit_args, batch, seed)
     if not decouple:
         return U.host_grid(U.times_of(prob, U.fractions_of(theta), param))
     # then the model times with the grid, from eta = 0 (the model calls at the grid's
     # nodes; the start is a candidate, so the pair does no worse on the training noise)
     params = (theta, jnp.zeros((prob.options.num_steps - 1,), theta.dtype))
-    params = _minimise(optax, f, params, x_T, target, iterations, learning_rate, radius, progress)
-    times, model_times = _times(prob, params, param)
+    if batch is None:
+        params = _minimise(optax, f, params, *fit_args)
+    else:
+        params = _minimise_averaged(optax, f, params, *fit_args, batch, seed + 1)
+    times, model_times = _times(prob, params, param, window)
     return U.host_grid(times), U.host_grid(model_times)
+
+
+def _batch_size(batch_size, n: int, slack: float) -> int | None:
+    """``batch_size`` checked: None, or an int in [1, B]; not with soft teacher forcing."""
+    if batch_size is None:
+        return None
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
+        raise TypeError(
+            f"`batch_size` must be None or an int, got {type(batch_size).__name__} {batch_size!r}."
+        )
+    if not 1 <= batch_size <= n:
+        raise ValueError(
+            f"`batch_size` must be in [1, {n}] (the training noise's batch), got {batch_size}."
+        )
+    if slack > 0:
+        raise ValueError("`batch_size` does not apply with `slack` > 0 (soft teacher forcing).")
+    return int(batch_size)
+
+
+def _minimise_averaged(
+    optax, f, params, x_T, target, iterations, learning_rate, radius, progress, batch, seed
+):
+    """Adam on ``f`` over minibatches of ``batch`` training samples (a fresh random subset
+    each step, from ``numpy.random.default_rng(seed)``); returns the mean of the iterates
+    after steps iterations // 2 + 1, ..., iterations (SWA's running average)."""
+    del radius  # (no soft teacher forcing with minibatches)
+    opt = optax.adam(learning_rate)
+    state = opt.init(params)
+    zero = jnp.zeros((), x_T.dtype)
+
+    @jax.jit
+    def step(params, state, idx):
+        value, grads = jax.value_and_grad(f)(params, zero, x_T[idx], target[idx])
+        updates, state = opt.update(grads, state, params)
+        return optax.apply_updates(params, updates), state, value
+
+    rng = np.random.default_rng(seed)
+    n = x_T.shape[0]
+    bar = U.progress_bar(progress, iterations, "ld3")
+    mean, count = None, 0
+    for it in range(iterations):
+        idx = jnp.asarray(rng.permutation(n)[:batch])
+        params, state, value = step(params, state, idx)
+        v = float(value)  # the minibatch loss before this step
+        if not np.isfinite(v):
+            raise FloatingPointError(
+                f"optimize_timesteps(objective='ld3'): the loss became {v} at iteration {it}; "
+                f"lower `learning_rate` (now {learning_rate})."
+            )
+        if it >= iterations // 2:
+            count += 1
+            mean = (
+                params
+                if mean is None
+                else jax.tree.map(lambda m, p: m + (p - m) / count, mean, params)
+            )
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{v:.3e}")
+    if bar is not None:
+        bar.close()
+    final = float(f(mean, zero, x_T, target))
+    if not np.isfinite(final):
+        raise FloatingPointError(
+            f"optimize_timesteps(objective='ld3'): the averaged fit's loss is {final}; "
+            f"lower `learning_rate` (now {learning_rate})."
+        )
+    return mean
 
 
 def _minimise(optax, f, params, x_T, target, iterations, learning_rate, radius, progress):

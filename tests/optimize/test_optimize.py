@@ -315,6 +315,73 @@ def test_ld3_gradient_in_the_model_times_matches_finite_differences():
                 assert abs(got - fd) <= 1e-6 * max(1.0, abs(fd)), (which, i, got, fd)
 
 
+def test_sides_window_moves_each_call_up_to_half_the_gap_it_moves_into():
+    """window="sides": m_i = c_i + tanh(eta_i) * (right gap if eta_i > 0 else left gap) / 2,
+    against NumPy in the time parametrisation (so the fractions are times); "nearest"
+    would stop the call next to the long last step at half the short gap."""
+    prob = _common.check("ld3", MODEL, SCHED, X_T, 4, {}, 1.0, 0.0, True)
+    c = jnp.asarray([0.0, 0.1, 0.3, 0.4, 1.0])
+    eta = jnp.asarray([1.5, -0.7, 3.0])
+    got = np.asarray([float(t) for t in _common.model_times_of(prob, c, eta, "time", "sides")])
+    cn, a = np.asarray(c), np.tanh(np.asarray(eta))
+    gap = np.where(a > 0, cn[2:] - cn[1:-1], cn[1:-1] - cn[:-2])
+    want = np.concatenate([[1.0], 1.0 - (cn[1:-1] + 0.5 * a * gap)])
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-15)
+    near = [float(t) for t in _common.model_times_of(prob, c, eta, "time", "nearest")]
+    assert 1.0 - near[3] < 0.4 + 0.05 + 1e-12 < 1.0 - got[3]  # the last call: 0.05 vs 0.3
+
+
+def test_minibatch_fit_is_deterministic_valid_and_averages_the_second_half():
+    """batch_size: a fresh random minibatch per Adam step (seeded), the fit the mean of the
+    iterates of the second half; with the whole batch and 2 iterations that mean is the
+    second Adam iterate from the first stage's start, which optax reproduces here."""
+    kw = dict(steps=4, method="unipc", loss="iqr", decouple=True, window="sides")
+    a = dpm_jax.optimize_timesteps(MODEL, SCHED, X_T, iterations=8, batch_size=8, **kw)
+    b = dpm_jax.optimize_timesteps(MODEL, SCHED, X_T, iterations=8, batch_size=8, **kw)
+    c = dpm_jax.optimize_timesteps(MODEL, SCHED, X_T, iterations=8, batch_size=8, seed=3, **kw)
+    _valid(a[0], 4)
+    assert np.all(np.diff(a[1]) < 0) and a[1][0] == a[0][0]
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+    assert not np.array_equal(a[1], c[1])
+    import optax
+
+    got = dpm_jax.optimize_timesteps(MODEL, SCHED, X_T, steps=4, iterations=2, batch_size=16)
+    prob = _common.check("ld3", MODEL, SCHED, X_T, 4, {}, None, None, True)
+    target = _common.teacher_end(prob, None)
+    f = ld3.loss_fn(prob, "lambda", "log")
+    theta = ld3._initial_theta(prob, "lambda", None, f, X_T, target)
+    opt = optax.adam(0.05)
+    state = opt.init(theta)
+    for _ in range(2):  # a permutation of all 16 samples: the loss is the same mean
+        grads = jax.grad(f)(theta, 0.0, X_T, target)
+        updates, state = opt.update(grads, state, theta)
+        theta = optax.apply_updates(theta, updates)
+    want = _common.host_grid(_common.times_of(prob, _common.fractions_of(theta), "lambda"))
+    np.testing.assert_allclose(got, want, rtol=1e-9, atol=0)
+
+
+@pytest.mark.parametrize(
+    "kw, exc, text",
+    [
+        (dict(window="wide", decouple=True, method="unipc"), ValueError, "`window` must be"),
+        (dict(batch_size=0), ValueError, "batch_size"),
+        (dict(batch_size=17), ValueError, "batch_size"),
+        (dict(batch_size=4.0), TypeError, "batch_size"),
+        (dict(batch_size=4, slack=0.1), ValueError, "slack"),
+        (dict(batch_size=4, seed="a"), TypeError, "seed"),
+        (dict(batch_size=4, objective="gits"), ValueError, "batch_size"),
+    ],
+)
+def test_bad_window_batch_size_seed_name_the_argument(kw, exc, text):
+    args = dict(steps=4)
+    if kw.get("objective") is None:
+        args["iterations"] = 2
+    with pytest.raises(exc) as info:
+        dpm_jax.optimize_timesteps(MODEL, SCHED, X_T, **args, **kw)
+    assert text in str(info.value), str(info.value)
+
+
 @pytest.mark.parametrize(
     "kw, exc, text",
     [
