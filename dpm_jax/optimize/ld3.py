@@ -185,12 +185,7 @@ def _minimise_averaged(
     for it in range(iterations):
         idx = jnp.asarray(rng.permutation(n)[:batch])
         params, state, value = step(params, state, idx)
-        v = float(value)  # the minibatch loss before this step
-        if not np.isfinite(v):
-            raise FloatingPointError(
-                f"optimize_timesteps(objective='ld3'): the loss became {v} at iteration {it}; "
-                f"lower `learning_rate` (now {learning_rate})."
-            )
+        v = _finite(value, f"became {{}} at iteration {it}", learning_rate)  # (minibatch)
         if it >= iterations // 2:
             count += 1
             mean = (
@@ -198,18 +193,28 @@ def _minimise_averaged(
                 if mean is None
                 else jax.tree.map(lambda m, p: m + (p - m) / count, mean, params)
             )
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(loss=f"{v:.3e}")
+        _tick(bar, v)
     if bar is not None:
         bar.close()
-    final = float(f(mean, zero, x_T, target))
-    if not np.isfinite(final):
+    _finite(f(mean, zero, x_T, target), "of the averaged fit is {}", learning_rate)
+    return mean
+
+
+def _finite(value, what: str, learning_rate: float) -> float:
+    """float(value), or FloatingPointError if it is NaN or inf (``what`` formats it)."""
+    v = float(value)
+    if not np.isfinite(v):
         raise FloatingPointError(
-            f"optimize_timesteps(objective='ld3'): the averaged fit's loss is {final}; "
+            f"optimize_timesteps(objective='ld3'): the loss {what.format(v)}; "
             f"lower `learning_rate` (now {learning_rate})."
         )
-    return mean
+    return v
+
+
+def _tick(bar, v: float) -> None:
+    if bar is not None:
+        bar.update(1)
+        bar.set_postfix(loss=f"{v:.3e}")
 
 
 def _minimise(optax, f, params, x_T, target, iterations, learning_rate, radius, progress):
@@ -238,17 +243,10 @@ def _minimise(optax, f, params, x_T, target, iterations, learning_rate, radius, 
     for it in range(iterations):
         current = params
         params, delta, state, value = step(params, delta, state)
-        v = float(value)  # the loss at `current`
-        if not np.isfinite(v):
-            raise FloatingPointError(
-                f"optimize_timesteps(objective='ld3'): the loss became {v} at iteration {it}; "
-                f"lower `learning_rate` (now {learning_rate})."
-            )
+        v = _finite(value, f"became {{}} at iteration {it}", learning_rate)  # at `current`
         if v < best:
             best, best_params = v, current
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(loss=f"{v:.3e}")
+        _tick(bar, v)
     if bar is not None:
         bar.close()
     final = float(f(params, delta, x_T, target))
