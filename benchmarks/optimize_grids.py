@@ -56,9 +56,13 @@ SOLVERS = {
     "DEIS-tAB3": dict(method="deis", order=3),
 }
 # ld3-dec: ld3 with decouple=True; -iqr: with loss="iqr" (its default is "log");
-# ld3-dec-swa: also window="sides", minibatches of 32 and their averaged iterates
-OBJECTIVES = ("ld3", "ld3-dec", "gits", "dmn", "ld3-iqr", "ld3-dec-iqr", "ld3-dec-swa")
+# ld3-dec-swa: also window="sides", minibatches of 32 and their averaged iterates;
+# ld3-dec-swa3: that with restarts=3 (seeds 0, 1, 2; the lowest training loss)
+OBJECTIVES = (
+    "ld3", "ld3-dec", "gits", "dmn", "ld3-iqr", "ld3-dec-iqr", "ld3-dec-swa", "ld3-dec-swa3"
+)  # fmt: skip
 SWA = dict(loss="iqr", window="sides", batch_size=32, iterations=600)
+SWA3 = dict(SWA, restarts=3)
 DMN_METHODS = ("multistep",)  # with the data prediction (see dpm_jax.optimize.dmn)
 
 
@@ -206,6 +210,8 @@ def run(key, nfes, solver_names, objectives, log):
                     kw["loss"] = "iqr"
                 if obj.endswith("-swa"):
                     kw.update(SWA)
+                if obj.endswith("-swa3"):
+                    kw.update(SWA3)
                 if obj.startswith("ld3-dec"):
                     kw["decouple"] = True
                     ts, ms = dpm_jax.optimize_timesteps(m_train, sched, x_train, **kw)

@@ -82,8 +82,10 @@ def optimize_timesteps(
         decoupled model call may move, see below), ``batch_size`` (None, default: the
         whole batch and the iterate with the lowest loss; an int: Adam on random
         minibatches of that many samples, the fit being the mean of the second half of
-        the iterates, i.e. stochastic weight averaging; drawn with ``seed``, default 0)
-        for ld3; ``points``, ``substeps``, ``gamma`` for gits.
+        the iterates, i.e. stochastic weight averaging; drawn with ``seed``, default 0),
+        ``restarts`` (default 1; k > 1 with ``batch_size``: k minibatch fits, seeds
+        ``seed`` ... ``seed + k - 1``, and the one with the lowest loss on the whole
+        training batch) for ld3; ``points``, ``substeps``, ``gamma`` for gits.
 
     Returns:
       float64 array of ``steps + 1`` strictly decreasing times from t_start to t_end.
@@ -119,6 +121,7 @@ def optimize_timesteps(
             "window",
             "batch_size",
             "seed",
+            "restarts",
         ),
         "gits": ("points", "substeps", "gamma"),
         "dmn": ("parametrization",),

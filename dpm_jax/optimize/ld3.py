@@ -17,7 +17,9 @@ the grid is not spent on samples no grid can fit. With ``batch_size``, each Adam
 sees a random minibatch of the training noise and the fit is the average of the second
 half of the iterates (stochastic weight averaging, Izmailov et al. 2018, arXiv
 1803.05407, Eq. 2): the minibatch noise and the average keep the fit from the minimum
-peculiar to the few training samples. The planner's coefficients are jax
+peculiar to the few training samples; with ``restarts`` = k, k such fits (seeds seed,
+..., seed + k - 1) and the one with the lowest loss on the whole training batch.
+The planner's coefficients are jax
 functions of the grid (``dpm_jax.plan.plan_run(..., times=)``), so ``jax.grad``
 differentiates through the plan and the executor.
 """
@@ -88,6 +90,7 @@ def fit(
     window: str = "nearest",
     batch_size: int | None = None,
     seed: int = 0,
+    restarts: int = 1,
     progress: bool = False,
 ):
     """The LD3 grid (float64, t_start to t_end) of ``prob``; with ``decouple``, the
@@ -95,7 +98,9 @@ def fit(
     both together (``iterations`` each). ``window``: where a decoupled model call may
     move (:data:`dpm_jax.optimize._common.WINDOWS`). ``batch_size``: minibatches of the
     training noise (drawn with ``seed``) and the average of the second half of the
-    iterates, in each stage; None: the whole batch and the iterate with the lowest loss."""
+    iterates, in each stage; None: the whole batch and the iterate with the lowest loss.
+    ``restarts`` (with ``batch_size``): that many minibatch fits, with seeds ``seed``,
+    ``seed + 1``, ...; the one with the lowest loss on the whole training batch."""
     try:
         import optax
     except ImportError:
@@ -113,6 +118,7 @@ def fit(
     batch = _batch_size(batch_size, prob.x_T.shape[0], slack)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise TypeError(f"`seed` must be an int, got {type(seed).__name__} {seed!r}.")
+    _check_restarts(restarts, batch)
     if not isinstance(decouple, bool):
         raise TypeError(f"`decouple` must be a bool, got {type(decouple).__name__}.")
     if decouple and not registry.get(prob.options.method).calls_at_nodes:
@@ -125,23 +131,45 @@ def fit(
     x_T = prob.x_T
     f = loss_fn(prob, param, loss, window)
     radius = slack * np.sqrt(np.prod(x_T.shape[1:]))
-    theta = _initial_theta(prob, param, init, f, x_T, target)
+    theta0 = _initial_theta(prob, param, init, f, x_T, target)
     fit_args = (x_T, target, iterations, learning_rate, radius, progress)
+    eta0 = jnp.zeros((prob.options.num_steps - 1,), theta0.dtype)
     if batch is None:
-        theta = _minimise(optax, f, theta, *fit_args)
+        theta = _minimise(optax, f, theta0, *fit_args)
+        # then the model times with the grid, from eta = 0 (the model calls at the grid's
+        # nodes; the start is a candidate, so the pair does no worse on the training noise)
+        params = _minimise(optax, f, (theta, eta0), *fit_args) if decouple else theta
     else:
-        theta = _minimise_averaged(optax, f, theta, *fit_args, batch, seed)
+        adam = _minibatch_step(optax, f, learning_rate, x_T, target)  # (compiled once)
+        full_loss = jax.jit(lambda p: f(p, jnp.zeros((), x_T.dtype), x_T, target))
+        best = np.inf
+        for r in range(restarts):
+            seed_r = seed + r
+            candidate, value = _minimise_averaged(adam, full_loss, theta0, *fit_args, batch, seed_r)
+            if decouple:  # (the second stage's minibatches: seed_r + 1)
+                candidate, value = _minimise_averaged(
+                    adam, full_loss, (candidate, eta0), *fit_args, batch, seed_r + 1
+                )
+            if value < best:
+                best, params = value, candidate
     if not decouple:
-        return U.host_grid(U.times_of(prob, U.fractions_of(theta), param))
-    # then the model times with the grid, from eta = 0 (the model calls at the grid's
-    # nodes; the start is a candidate, so the pair does no worse on the training noise)
-    params = (theta, jnp.zeros((prob.options.num_steps - 1,), theta.dtype))
-    if batch is None:
-        params = _minimise(optax, f, params, *fit_args)
-    else:
-        params = _minimise_averaged(optax, f, params, *fit_args, batch, seed + 1)
+        return U.host_grid(U.times_of(prob, U.fractions_of(params), param))
     times, model_times = _times(prob, params, param, window)
     return U.host_grid(times), U.host_grid(model_times)
+
+
+def _check_restarts(restarts, batch: int | None) -> None:
+    """``restarts``: an int >= 1; more than one only with minibatches (a full-batch
+    fit is deterministic: its restarts would be one fit repeated)."""
+    if isinstance(restarts, bool) or not isinstance(restarts, (int, np.integer)):
+        raise TypeError(f"`restarts` must be an int, got {type(restarts).__name__} {restarts!r}.")
+    if restarts < 1:
+        raise ValueError(f"`restarts` must be >= 1, got {restarts}.")
+    if restarts > 1 and batch is None:
+        raise ValueError(
+            "`restarts` > 1 needs `batch_size` (minibatch fits differ by their seed; "
+            "full-batch fits are all the same)."
+        )
 
 
 def _batch_size(batch_size, n: int, slack: float) -> int | None:
@@ -161,15 +189,10 @@ def _batch_size(batch_size, n: int, slack: float) -> int | None:
     return int(batch_size)
 
 
-def _minimise_averaged(
-    optax, f, params, x_T, target, iterations, learning_rate, radius, progress, batch, seed
-):
-    """Adam on ``f`` over minibatches of ``batch`` training samples (a fresh random subset
-    each step, from ``numpy.random.default_rng(seed)``); returns the mean of the iterates
-    after steps iterations // 2 + 1, ..., iterations (SWA's running average)."""
-    del radius  # (no soft teacher forcing with minibatches)
+def _minibatch_step(optax, f, learning_rate, x_T, target):
+    """(init, step): Adam's state of params, and one jitted Adam step on ``f`` over the
+    training samples ``idx``: (params, state, idx) -> (params, state, loss)."""
     opt = optax.adam(learning_rate)
-    state = opt.init(params)
     zero = jnp.zeros((), x_T.dtype)
 
     @jax.jit
@@ -178,6 +201,19 @@ def _minimise_averaged(
         updates, state = opt.update(grads, state, params)
         return optax.apply_updates(params, updates), state, value
 
+    return opt.init, step
+
+
+def _minimise_averaged(
+    adam, full_loss, params, x_T, target, iterations, learning_rate, radius, progress, batch, seed
+):
+    """Adam (``adam`` = :func:`_minibatch_step`) over minibatches of ``batch`` training
+    samples (a fresh random subset each step, from ``numpy.random.default_rng(seed)``);
+    returns the mean of the iterates after steps iterations // 2 + 1, ..., iterations
+    (SWA's running average) and its ``full_loss`` (the whole batch's; checked finite)."""
+    del radius, target  # (no soft teacher forcing with minibatches)
+    init, step = adam
+    state = init(params)
     rng = np.random.default_rng(seed)
     n = x_T.shape[0]
     bar = U.progress_bar(progress, iterations, "ld3")
@@ -196,8 +232,8 @@ def _minimise_averaged(
         _tick(bar, v)
     if bar is not None:
         bar.close()
-    _finite(f(mean, zero, x_T, target), "of the averaged fit is {}", learning_rate)
-    return mean
+    value = _finite(full_loss(mean), "of the averaged fit is {}", learning_rate)
+    return mean, value
 
 
 def _finite(value, what: str, learning_rate: float) -> float:

@@ -345,7 +345,8 @@ def test_minibatch_minimiser_averages_the_second_half_of_seeded_minibatch_steps(
         return jnp.mean((xb @ w - yb) ** 2) + 0.0 * jnp.sum(delta)
 
     w0 = jnp.zeros((3,))
-    got = ld3._minimise_averaged(optax, f, w0, x, y, 7, 0.1, 0.0, False, 5, 3)
+    step, full = ld3._minibatch_step(optax, f, 0.1, x, y), lambda w: f(w, 0.0, x, y)
+    got, _ = ld3._minimise_averaged(step, full, w0, x, y, 7, 0.1, 0.0, False, 5, 3)
     opt, w, idx_rng, iterates = optax.adam(0.1), w0, np.random.default_rng(3), []
     state = opt.init(w)
     for _ in range(7):
@@ -354,7 +355,7 @@ def test_minibatch_minimiser_averages_the_second_half_of_seeded_minibatch_steps(
         w = optax.apply_updates(w, updates)
         iterates.append(np.asarray(w))
     np.testing.assert_allclose(np.asarray(got), np.mean(iterates[3:], axis=0), rtol=1e-12)
-    other = ld3._minimise_averaged(optax, f, w0, x, y, 7, 0.1, 0.0, False, 5, 4)
+    other, _ = ld3._minimise_averaged(step, full, w0, x, y, 7, 0.1, 0.0, False, 5, 4)
     assert not np.allclose(np.asarray(got), np.asarray(other))  # the seed matters
 
 
@@ -369,10 +370,33 @@ def test_minibatch_decoupled_fit_is_valid_and_samples():
     assert np.all(np.isfinite(np.asarray(out)))
 
 
+def test_restarts_return_the_seeded_fit_with_the_lowest_training_loss():
+    """restarts=3: the fits of seeds 6, 7, 8 (each as restarts=1 gives it), and of those
+    the one whose loss (here "log": the mean log RMS distance to the teacher) on the whole
+    training batch is lowest (here seed 7's: neither the first nor the last)."""
+    teacher = dpm_jax.sample(MODEL, X_T, SCHED, steps=40, order=3, skip_type="logSNR")
+    kw = dict(steps=4, teacher=teacher, batch_size=4, iterations=4, learning_rate=0.3)
+    got = dpm_jax.optimize_timesteps(MODEL, SCHED, X_T, seed=6, restarts=3, **kw)
+    fits = [dpm_jax.optimize_timesteps(MODEL, SCHED, X_T, seed=s, **kw) for s in (6, 7, 8)]
+    assert len({f.tobytes() for f in fits}) == 3  # the seeds give three different grids
+
+    def loss(ts):
+        out = dpm_jax.sample(MODEL, X_T, SCHED, timesteps=ts)
+        return float(np.mean(np.log(np.sqrt(np.mean((np.asarray(out - teacher)) ** 2, 1)))))
+
+    losses = [loss(f) for f in fits]
+    assert int(np.argmin(losses)) == 1
+    np.testing.assert_array_equal(got, fits[1])
+
+
 @pytest.mark.parametrize(
     "kw, exc, text",
     [
         (dict(window="wide", decouple=True, method="unipc"), ValueError, "`window` must be"),
+        (dict(batch_size=4, restarts=0), ValueError, "`restarts` must be >= 1"),
+        (dict(batch_size=4, restarts=2.0), TypeError, "`restarts` must be an int"),
+        (dict(restarts=2), ValueError, "needs `batch_size`"),
+        (dict(restarts=2, objective="gits"), ValueError, "restarts"),
         (dict(batch_size=0), ValueError, "batch_size"),
         (dict(batch_size=17), ValueError, "batch_size"),
         (dict(batch_size=4.0), TypeError, "batch_size"),
