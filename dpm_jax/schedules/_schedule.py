@@ -33,6 +33,16 @@ class Schedule(NamedTuple):
       sigma_data: the data standard deviation of EDM's preconditioning (``edm``).
       t_min: the smallest valid time (None: ``1/N`` for discrete tables, else 0
         excluded).
+      spec: what defines the schedule, hashable (the factory's name and arguments;
+        a digest of the table for ``discrete``). Two schedules with equal specs are
+        equal (``==``) and hash alike, so rebuilding a schedule neither replans nor
+        recompiles; a schedule built by hand (``spec=None``) equals only itself.
+
+    >>> from dpm_jax import schedules
+    >>> schedules.vp_linear() == schedules.vp_linear(), schedules.vp_linear() == schedules.ve()
+    (True, False)
+    >>> hash(schedules.edm()) == hash(schedules.edm())
+    True
     """
 
     name: str
@@ -46,6 +56,22 @@ class Schedule(NamedTuple):
     time_input_fn: Callable[[Any], Any] | None = None
     sigma_data: float | None = None
     t_min: float | None = None
+    spec: Any = None
+
+    def __eq__(self, other) -> bool:  # type: ignore[override]
+        """Equal by content (``spec``); a schedule without a spec equals only itself."""
+        if not isinstance(other, Schedule):
+            return NotImplemented
+        if self.spec is None or other.spec is None:
+            return self is other
+        return self.spec == other.spec
+
+    def __ne__(self, other) -> bool:  # type: ignore[override]
+        eq = self.__eq__(other)
+        return eq if eq is NotImplemented else not eq
+
+    def __hash__(self) -> int:
+        return hash(self.spec) if self.spec is not None else id(self)
 
     def marginal_alpha(self, t):
         """alpha_t = exp(log alpha_t)."""

@@ -64,4 +64,5 @@ def flow(shift: float = 1.0, time_scale: float = 1.0) -> Schedule:
         marginal_log_sigma=marginal_log_sigma,
         time_input_fn=time_input,
         t_min=0.0,
+        spec=("flow", shift, time_scale),
     )

@@ -52,6 +52,7 @@ def ve(sigma_min: float = 0.01, sigma_max: float = 50.0) -> Schedule:
         marginal_log_sigma=marginal_log_sigma,
         time_input_fn=time_input,
         t_min=0.0,
+        spec=("ve", sigma_min, sigma_max),
     )
 
 
@@ -105,4 +106,5 @@ def edm(sigma_min: float = 0.002, sigma_max: float = 80.0, sigma_data: float = 0
         time_input_fn=time_input,
         sigma_data=sigma_data,
         t_min=0.0,
+        spec=("edm", sigma_min, sigma_max, sigma_data),
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 
 from dpm_jax.schedules._schedule import Schedule, _as_host, _interp, _log_alpha_from_lambda, _xp
@@ -151,7 +153,17 @@ def discrete(
         return xp.where(la < la_knee, tail, out)
 
     marginal_log_alpha.table = (t_array, log_alphas)  # type: ignore[attr-defined]  # for tests
-    return Schedule("discrete", 1.0, 1.0 / n, n, True, marginal_log_alpha, inverse_lambda)
+    digest = hashlib.sha256(t_array.tobytes() + log_alphas.tobytes()).hexdigest()
+    return Schedule(
+        "discrete",
+        1.0,
+        1.0 / n,
+        n,
+        True,
+        marginal_log_alpha,
+        inverse_lambda,
+        spec=("discrete", n, digest),
+    )
 
 
 def _check_table(name, values):
@@ -192,7 +204,16 @@ def vp_linear(beta_0: float = 0.1, beta_1: float = 20.0) -> Schedule:
         u = 2.0 * d * xp.logaddexp(-2.0 * lam, 0.0)
         return u / (xp.sqrt(beta_0**2 + u) + beta_0) / d
 
-    return Schedule("vp_linear", 1.0, 1e-3, 1000, False, marginal_log_alpha, inverse_lambda)
+    return Schedule(
+        "vp_linear",
+        1.0,
+        1e-3,
+        1000,
+        False,
+        marginal_log_alpha,
+        inverse_lambda,
+        spec=("vp_linear", beta_0, beta_1),
+    )
 
 
 def vp_cosine(s: float = 0.008, T: float = 0.9946) -> Schedule:
@@ -224,4 +245,13 @@ def vp_cosine(s: float = 0.008, T: float = 0.9946) -> Schedule:
         log_alpha = _log_alpha_from_lambda(lam)
         return 2.0 * (1.0 + s) / np.pi * xp.arccos(xp.exp(log_alpha + log_alpha_0)) - s
 
-    return Schedule("vp_cosine", T, 1e-3, 1000, False, marginal_log_alpha, inverse_lambda)
+    return Schedule(
+        "vp_cosine",
+        T,
+        1e-3,
+        1000,
+        False,
+        marginal_log_alpha,
+        inverse_lambda,
+        spec=("vp_cosine", s, T),
+    )
