@@ -34,7 +34,7 @@ from dpm_jax import _checks
 from dpm_jax import _coeffs as C
 from dpm_jax._algorithm import algorithm
 from dpm_jax._corrections import make_corrector
-from dpm_jax._executor import SampleInfo, as_model, is_traced, make_model_fn
+from dpm_jax._executor import SampleInfo, as_model, is_traced, model_functions
 from dpm_jax._model import WrappedModel
 
 H_INIT, THETA, T_ERR = 0.05, 0.9, 1e-5
@@ -88,21 +88,23 @@ def _expand(a, x):
 
 
 def adaptive_sample(
-    model,
+    model_fn,
+    x0_fn,
     x,
     schedule,
-    corr_params,
     tols,
     *,
     algorithm_type: str,
     order: int,
     solver_type: str,
-    corrector,
-    denoise_to_zero: bool,
     error_norm: str = "batch",
     batch_axis=None,
 ):
     """Runs DPM-Solver-12/23 from tols = (t_start, t_end, atol, rtol); returns (x, nfe).
+
+    ``model_fn(x, t, t_input, alpha, sigma)`` is the model function of ``algorithm_type``
+    (per-sample times, shape (B,)); ``x0_fn`` the data prediction at t_end (scalar
+    times) for ``denoise_to_zero``, or None.
 
     Times and step sizes are per sample, shape (B,). With ``error_norm="batch"``
     (the reference) the error is the max over the batch (and over ``batch_axis``
@@ -113,7 +115,6 @@ def adaptive_sample(
     dtype = x.dtype
     b = x.shape[0]
     data = algorithm(algorithm_type).data
-    model_fn = make_model_fn(model, algorithm_type, corrector, corr_params)
     t_start, t_end, atol, rtol = (jnp.asarray(v, dtype) for v in tols)
     lam_end = schedule.marginal_lambda(t_end)
     direction = jnp.sign(lam_end - schedule.marginal_lambda(t_start))
@@ -177,9 +178,8 @@ def adaptive_sample(
     h0 = jnp.full((b,), direction * H_INIT, dtype)
     init = (x, x, s0, h0, jnp.zeros((b,), jnp.int32), jnp.int32(0))
     x, _, s, _, nfe, _ = jax.lax.while_loop(cond, body, init)
-    if denoise_to_zero:
+    if x0_fn is not None:  # denoise_to_zero
         alpha, sigma = schedule.marginal_alpha(t_end), schedule.marginal_std(t_end)
-        x0_fn = make_model_fn(model, "dpmsolver++", corrector, corr_params)
         x = x0_fn(x, t_end, schedule.time_input(t_end), alpha, sigma)
         nfe = nfe + 1
     return x, (nfe[0] if error_norm == "batch" else nfe)
@@ -192,8 +192,6 @@ adaptive_sample_jit = jax.jit(
         "algorithm_type",
         "order",
         "solver_type",
-        "corrector",
-        "denoise_to_zero",
         "error_norm",
         "batch_axis",
     ),
@@ -219,18 +217,28 @@ def run(model, x, schedule, options, direction: str, batch_axis=None):
     )
     x = jnp.asarray(x)
     tols = (t_start, t_end, options.atol, options.rtol)
-    fn = adaptive_sample if is_traced(x, model, corr_params, tols) else adaptive_sample_jit
+    b, dt = x.shape[0], x.dtype
+    per_sample = jax.ShapeDtypeStruct((b,), dt)
+    model_fn, _, bound = model_functions(
+        model, options.algorithm.name, corrector, corr_params, (x,) + (per_sample,) * 4
+    )
+    x0_fn = None
+    if options.denoise_to_zero:
+        scalar = jax.ShapeDtypeStruct((), dt)
+        x0_fn, _, bound0 = model_functions(
+            model, "dpmsolver++", corrector, corr_params, (x,) + (scalar,) * 4
+        )
+        bound = bound and bound0
+    fn = adaptive_sample_jit if bound and not is_traced(x, tols) else adaptive_sample
     x_out, nfe = fn(
-        model,
+        model_fn,
+        x0_fn,
         x,
         schedule,
-        corr_params,
         tols,
         algorithm_type=options.algorithm.name,
         order=options.order,
         solver_type=options.solver_type,
-        corrector=corrector,
-        denoise_to_zero=options.denoise_to_zero,
         error_norm=options.error_norm,
         batch_axis=batch_axis,
     )

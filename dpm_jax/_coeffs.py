@@ -227,6 +227,41 @@ def sde_multistep(data: bool, pts: list, t: Point, solver_type: str, e2_weight: 
     return ratio, lin, t.sigma * xp.sqrt(xp.expm1(2.0 * h))
 
 
+def _power(r: float, i: int) -> float:
+    """r^i by repeated multiplication (no libm pow)."""
+    out = 1.0
+    for _ in range(i):
+        out *= r
+    return out
+
+
+def solve_small(a: list, b: list) -> list:
+    """x with ``a x = b`` for a small dense system (UniPC's n <= 3), by Gaussian elimination
+    with partial pivoting in Python floats: IEEE arithmetic in a fixed order, so a plan
+    has the same bits on every machine (LAPACK's last bits depend on the CPU's kernel).
+
+    >>> solve_small([[1.0, 1.0], [0.5, 2.0]], [2.0, 2.5])
+    [1.0, 1.0]
+    """
+    n = len(b)
+    m = [[float(v) for v in row] + [float(rhs)] for row, rhs in zip(a, b)]
+    for c in range(n):
+        p = max(range(c, n), key=lambda r: abs(m[r][c]))
+        if m[p][c] == 0.0:
+            raise ValueError("solve_small(): the matrix is singular.")
+        m[c], m[p] = m[p], m[c]
+        for r in range(c + 1, n):
+            f = m[r][c] / m[c][c]
+            m[r] = [m[r][k] - f * m[c][k] for k in range(n + 1)]
+    x = [0.0] * n
+    for r in range(n - 1, -1, -1):
+        acc = m[r][n]
+        for k in range(r + 1, n):
+            acc -= m[r][k] * x[k]
+        x[r] = acc / m[r][r]
+    return x
+
+
 def unipc(data: bool, pts: list, t: Point, variant: str, corrector: bool):
     """UniPC's predictor UniP-p or corrector UniC-p (Zhao et al. 2023, arXiv 2302.04867, Alg. 1-2).
 
@@ -265,9 +300,8 @@ def unipc(data: bool, pts: list, t: Point, variant: str, corrector: bool):
     elif (not corrector and p == 2) or (corrector and p == 1):
         rhos = [0.5]
     else:
-        if xp is np:
-            r_mat = np.array([[rk**i for rk in rks] for i in range(n)])
-            rhos = list(np.linalg.solve(r_mat, np.array(b)))
+        if xp is np:  # no LAPACK: the same bits on every CPU
+            rhos = solve_small([[_power(float(rk), i) for rk in rks] for i in range(n)], b)
         else:  # a differentiable plan
             r_jax = jnp.stack([jnp.stack([jnp.asarray(rk) ** i for rk in rks]) for i in range(n)])
             sol = jnp.linalg.solve(r_jax, jnp.stack([jnp.asarray(v) for v in b]))
@@ -322,10 +356,12 @@ def lagrange_integrals(nodes, a: float, b: float, var=None, breaks=(), points: i
     for lo, hi in zip(cuts[:-1], cuts[1:], strict=True):
         u = lo + (hi - lo) * u01
         v = u if var is None else np.asarray(var(u), np.float64)
-        for j in range(k):
-            others = np.delete(xs, j)
-            lj = np.prod((v[:, None] - others[None, :]) / (xs[j] - others[None, :]), axis=1)
-            out[j] += (hi - lo) * np.dot(w01, lj)
+        for j in range(k):  # elementwise products and a pairwise sum: no BLAS
+            lj = np.ones_like(v)
+            for m in range(k):
+                if m != j:
+                    lj = lj * ((v - xs[m]) / (xs[j] - xs[m]))
+            out[j] += (hi - lo) * np.sum(w01 * lj)
     return out
 
 

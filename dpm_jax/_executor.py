@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -11,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.extend import core as jex_core
 
-from dpm_jax import _checks, _progress
+from dpm_jax import _boundary, _checks, _progress
 from dpm_jax._algorithm import algorithm
 from dpm_jax._corrections import dynamic_thresholding, make_corrector
 from dpm_jax._model import WrappedModel
@@ -40,7 +41,11 @@ class SampleInfo(NamedTuple):
 def make_model_fn(model, algorithm_type: str, corrector: Callable | None, corr_params) -> Callable:
     """M(x, t, t_input, alpha, sigma): eps for "dpmsolver"; the (corrected) data prediction
     x0 for "dpmsolver++" (a wrapped model converts its own output, so v / x0 / flow
-    models are exact at alpha = 0; a plain function's eps gives x0 = (x - sigma eps) / alpha)."""
+    models are exact at alpha = 0).
+
+    A bare network is what ``model_wrapper(net, schedule)`` makes of it: a noise
+    prediction ``net(x, t_input)`` called with the schedule's time input (one time
+    convention for bare and wrapped networks), x0 = (x - sigma eps) / alpha."""
     data = algorithm(algorithm_type).data
     if isinstance(model, WrappedModel):
 
@@ -49,7 +54,14 @@ def make_model_fn(model, algorithm_type: str, corrector: Callable | None, corr_p
     else:
 
         def predict(x, t, t_input, alpha, sigma):
-            eps = model(x, jnp.broadcast_to(t, (x.shape[0],))).astype(x.dtype)
+            t_in = jnp.broadcast_to(jnp.asarray(t_input, x.dtype), (x.shape[0],))
+            eps = model(x, t_in)
+            if not hasattr(eps, "shape") or eps.shape != x.shape:
+                raise ValueError(
+                    f"the network must return an array of the input's shape {x.shape}, got "
+                    f"{getattr(eps, 'shape', type(eps).__name__)}."
+                )
+            eps = eps.astype(x.dtype)
             if not data:
                 return eps
             if jnp.ndim(alpha):  # per-sample times (the adaptive solver)
@@ -66,15 +78,101 @@ def make_model_fn(model, algorithm_type: str, corrector: Callable | None, corr_p
     return fn
 
 
-def _standard_normal(key, i, x):
-    """z_i for row i: from ``fold_in(key, i)`` (one key for the batch), or per sample from
-    ``fold_in(key_b, i)`` (a batch of keys), so a sample's noise does not depend on
-    how the batch is split, sharded or compiled."""
+def _parts(model, corrector, corr_params, batch: int):
+    """(network, data, batched) of a model and its corrector, for :func:`_boundary.bind`:
+    the network (the user's callables, taken apart by ``_boundary.split``) and the data
+    (a WrappedModel's conditions, guidance scale, keyword arrays, and the thresholding
+    values: every leaf is an argument); ``batched`` marks the per-sample data leaves."""
+    if isinstance(model, WrappedModel):
+        shell = dataclasses.replace(
+            model,
+            net=None,
+            classifier_fn=None,
+            condition=None,
+            unconditional_condition=None,
+            guidance_scale=None,
+            model_kwargs={},
+            classifier_kwargs={},
+        )
+        network = (shell, model.net, model.classifier_fn, corrector)
+        data = (model.data_fields(), corr_params)
+        batched = (
+            model.batched_fields(batch),
+            jax.tree_util.tree_map(lambda _: False, corr_params),
+        )
+    else:
+        network = (None, model, None, corrector)
+        data = ((), corr_params)
+        batched = ((), jax.tree_util.tree_map(lambda _: False, corr_params))
+    return network, data, batched
+
+
+def _rebuilt(network, data):
+    """The model and corrector of :func:`_parts` from their (possibly traced) parts."""
+    shell, net, classifier_fn, corrector = network
+    fields, corr_params = data
+    if shell is None:
+        return net, corrector, corr_params
+    model = dataclasses.replace(shell, net=net, classifier_fn=classifier_fn, **fields)
+    return model, corrector, corr_params
+
+
+def _model_fn_of_parts(network, data, x, t, t_input, alpha, sigma, *, algorithm_type):
+    model, corrector, corr_params = _rebuilt(network, data)
+    return make_model_fn(model, algorithm_type, corrector, corr_params)(x, t, t_input, alpha, sigma)
+
+
+def _final_fn_of_parts(network, data, x, t):
+    _, corrector, corr_params = _rebuilt(network, data)
+    return corrector(x, t, *corr_params).astype(x.dtype)
+
+
+@functools.cache
+def _model_fn_for(algorithm_type: str):
+    return functools.partial(_model_fn_of_parts, algorithm_type=algorithm_type)
+
+
+def model_functions(model, algorithm_type: str, corrector, corr_params, inputs, final=None):
+    """The model function M(x, t, t_input, alpha, sigma) of a run (and the final
+    correction f(x0, t) if ``final`` gives its inputs), at the avals of ``inputs``.
+
+    Eager: :class:`~dpm_jax._boundary.Bound` pytrees, whose arrays (the weights, the
+    conditions, every array a closure reads) are arguments of the compiled program.
+    Under a caller's trace (or when a closure reads a tracer): plain functions, traced
+    into the caller's program as JAX does. Returns ``(model_fn, final_fn, bound)``.
+    """
+    network, data, batched = _parts(model, corrector, corr_params, inputs[0].shape[0])
+    if not _boundary.is_traced(data, inputs):
+        m = _boundary.bind(_model_fn_for(algorithm_type), network, data, inputs, batched)
+        f = None
+        if final is not None:
+            f = _boundary.bind(_final_fn_of_parts, network, data, final, batched)
+        if not _boundary.is_traced(m.args, () if f is None else f.args):
+            return m, f, True
+    model_fn = make_model_fn(model, algorithm_type, corrector, corr_params)
+    final_fn = None
+    if final is not None:
+        final_fn = lambda x, t: corrector(x, t, *corr_params).astype(x.dtype)
+    return model_fn, final_fn, False
+
+
+def sample_keys(key, b: int, offset=0):
+    """Per-sample PRNG keys (B,): a batch of keys as given, or ``fold_in(key, offset + n)``
+    for sample n of one key, so that sample n's noise depends on its index in the whole
+    batch only (not on how the batch is split, sharded or compiled)."""
     typed = jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
-    if key.ndim == (0 if typed else 1):
-        return jax.random.normal(jax.random.fold_in(key, i), x.shape, x.dtype)
+    if key.ndim != (0 if typed else 1):
+        return key
+    idx = jnp.asarray(offset, jnp.uint32) + jnp.arange(b, dtype=jnp.uint32)
+    return jax.vmap(lambda n: jax.random.fold_in(key, n))(idx)
+
+
+def _standard_normal(key, i, x):
+    """z_i for row i, per sample b from ``fold_in(key_b, i)`` with the sample's key (a
+    batch of keys, or ``key_b = fold_in(key, b)`` of one key: :func:`sample_keys`)."""
+    keys = sample_keys(key, x.shape[0])
     draw = lambda k: jax.random.normal(jax.random.fold_in(k, i), x.shape[1:], x.dtype)
-    return jax.vmap(draw)(key)
+    return jax.vmap(draw)(keys)
 
 
 def _row_body(model_fn, w: int, return_intermediate: bool, progress=None, key=None):
@@ -122,18 +220,17 @@ def _is_cheap(closed_jaxpr) -> bool:
 
 
 def _execute(
-    model,
+    model_fn,
+    final_fn,
     x,
     plan: Plan,
-    corr_params,
+    key=None,
     *,
-    corrector,
     return_intermediate: bool,
     unroll="auto",
     remat: bool = False,
     progress: bool = False,
     shard_axis=None,
-    key=None,
 ):
     """One ``lax.scan`` over the plan's rows (see ``_row_body``); the model is traced once.
 
@@ -144,7 +241,6 @@ def _execute(
     with matrix products or convolutions dominates the run time and its compile
     time would double, so it gets ``unroll=1``.
     """
-    model_fn = make_model_fn(model, plan.algorithm_type, corrector, corr_params)
     w, r = plan.window, plan.nfe
     m_coef = jnp.asarray(plan.m_coef)
     ahead = [jnp.concatenate([m_coef[j:, j], jnp.zeros((j,), m_coef.dtype)]) for j in range(w)]
@@ -158,6 +254,8 @@ def _execute(
     )
     if plan.stochastic:
         rows.update(nc=plan.noise_coef, i=jnp.arange(r, dtype=jnp.uint32))
+        offset = 0 if shard_axis is None else jax.lax.axis_index(shard_axis) * x.shape[0]
+        key = sample_keys(key, x.shape[0], offset)
     body = _row_body(
         model_fn,
         w,
@@ -181,9 +279,9 @@ def _execute(
         replay = jax.checkpoint(replay)
 
     (x_out, _), ys = jax.lax.scan(replay, init, rows, unroll=unroll)
-    correct_final = corrector is not None and not plan.data_prediction and plan.denoise_to_zero
+    correct_final = final_fn is not None
     if correct_final:  # with noise prediction the corrector acts only on the final x0
-        x_out = corrector(x_out, plan.t[-1], *corr_params).astype(x.dtype)
+        x_out = final_fn(x_out, plan.t[-1])
     inter = None
     if return_intermediate:
         inter = ys[plan.intermediate_rows]
@@ -197,7 +295,6 @@ def _execute(
 _execute_jit = jax.jit(
     _execute,
     static_argnames=(
-        "corrector",
         "return_intermediate",
         "unroll",
         "remat",
@@ -225,13 +322,11 @@ def _check_key(key, plan, x):
     return key
 
 
-def is_traced(*trees) -> bool:
-    """Whether any leaf is a tracer (we are inside jit/vmap/grad of the caller)."""
-    return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(trees))
+is_traced = _boundary.is_traced
 
 
 def as_model(model):
-    """A pytree for the model: a WrappedModel as is, a plain function as a static Partial."""
+    """The model checked: a WrappedModel, or a callable (returned as is)."""
     if isinstance(model, WrappedModel):
         return model
     if not callable(model):
@@ -239,7 +334,7 @@ def as_model(model):
             f"`model` must be a callable model(x, t) -> eps (e.g. from "
             f"dpm_jax.model_wrapper), got {type(model).__name__}."
         )
-    return jax.tree_util.Partial(model)
+    return model
 
 
 def _check_alpha_zero(model, plan: Plan) -> None:
@@ -296,19 +391,30 @@ def run_plan(model, x, plan: Plan, options, key=None, shard_axis=None):
         plan = dataclasses.replace(
             plan, intermediate_rows=np.zeros((0,), np.int32), include_start=False
         )
-    run = _execute if is_traced(x, model, plan, corr_params, key) else _execute_jit
-    x_out, inter = run(
+    scalar = jax.ShapeDtypeStruct((), x.dtype)
+    final = None
+    if corrector is not None and not plan.data_prediction and plan.denoise_to_zero:
+        final = (jax.ShapeDtypeStruct(x.shape, x.dtype), scalar)
+    model_fn, final_fn, bound = model_functions(
         model,
+        plan.algorithm_type,
+        corrector,
+        corr_params,
+        (x, scalar, scalar, scalar, scalar),
+        final,
+    )
+    run = _execute_jit if bound and not is_traced(x, plan, key) else _execute
+    x_out, inter = run(
+        model_fn,
+        final_fn,
         x,
         plan,
-        corr_params,
-        corrector=corrector,
+        key,
         return_intermediate=options.return_intermediate,
         unroll=options.unroll,
         remat=options.remat,
         progress=options.progress,
         shard_axis=shard_axis,
-        key=key,
     )
     return x_out, SampleInfo(nfe=plan.nfe, intermediates=inter)
 

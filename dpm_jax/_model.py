@@ -70,6 +70,27 @@ class WrappedModel:
     model_dtype: Any = dataclasses.field(default=None, metadata=dict(static=True))
     sigma_data: float | None = dataclasses.field(default=None, metadata=dict(static=True))
 
+    def data_fields(self) -> dict:
+        """The fields that are pytree leaves (traced: new values do not recompile)."""
+        return {name: getattr(self, name) for name in _DATA_FIELDS}
+
+    def batched_fields(self, batch: int) -> dict:
+        """Like :meth:`data_fields`, True at the per-sample leaves: the conditions, and the
+        keyword arrays whose leading dimension is the batch size ``batch``."""
+
+        def per_sample(v):
+            return bool(np.ndim(v) >= 1 and np.shape(v)[0] == batch)
+
+        out = {
+            name: jax.tree_util.tree_map(lambda _: False, getattr(self, name))
+            for name in _DATA_FIELDS
+        }
+        for name in ("condition", "unconditional_condition"):
+            out[name] = jax.tree_util.tree_map(lambda _: True, getattr(self, name))
+        for name in ("model_kwargs", "classifier_kwargs"):
+            out[name] = jax.tree_util.tree_map(per_sample, getattr(self, name))
+        return out
+
     def __call__(self, x, t):
         """eps(x, t) with alpha_t, sigma_t taken from the schedule on device."""
         t = jnp.asarray(t, x.dtype)
@@ -201,15 +222,16 @@ class WrappedModel:
                 )
 
 
+_DATA_FIELDS = [
+    "condition",
+    "unconditional_condition",
+    "guidance_scale",
+    "model_kwargs",
+    "classifier_kwargs",
+]
 jax.tree_util.register_dataclass(
     WrappedModel,
-    data_fields=[
-        "condition",
-        "unconditional_condition",
-        "guidance_scale",
-        "model_kwargs",
-        "classifier_kwargs",
-    ],
+    data_fields=_DATA_FIELDS,
     meta_fields=[
         "net",
         "schedule",

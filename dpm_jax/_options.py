@@ -217,6 +217,41 @@ class SolverOptions(Mapping):
 
 
 OPTION_NAMES: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(SolverOptions))
+#: The options that only the execution reads (not the plan of a fixed grid).
+EXECUTION_OPTIONS = (
+    "correcting_x0_fn",
+    "thresholding_max_val",
+    "dynamic_thresholding_ratio",
+    "atol",
+    "rtol",
+    "error_norm",
+    "return_intermediate",
+    "return_info",
+    "unroll",
+    "remat",
+    "progress",
+)
+
+
+def plan_key(o: SolverOptions) -> tuple | None:
+    """A hashable key of the options a plan depends on (arrays by content), or None if
+    one of them is traced."""
+    parts = []
+    for name in OPTION_NAMES:
+        if name in EXECUTION_OPTIONS:
+            continue
+        v = getattr(o, name)
+        if _is_traced(v):
+            return None
+        if isinstance(v, np.ndarray):
+            v = ("array", v.shape, v.tobytes())
+        parts.append((name, type(v), v))
+    key = tuple(parts)
+    try:
+        hash(key)
+    except TypeError:
+        return None
+    return key
 
 
 def _same(a, b) -> bool:

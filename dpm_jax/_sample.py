@@ -15,7 +15,7 @@ from dpm_jax import _adaptive, _checks
 from dpm_jax._executor import run_plan
 from dpm_jax._model import WrappedModel
 from dpm_jax._options import SolverOptions, collect
-from dpm_jax.plan.build import plan_run
+from dpm_jax.plan.build import cached_plan
 from dpm_jax.plan.solvers import registry
 from dpm_jax.schedules import Schedule
 
@@ -36,7 +36,7 @@ def _solve(direction: str, model, x, schedule, options: SolverOptions, key=None,
     if registry.get(options.method).adaptive:
         x_out, info = _adaptive.run(model, x, schedule, options, direction, batch_axis)
     else:
-        plan = plan_run(schedule, options, direction)
+        plan = cached_plan(schedule, options, direction)
         x_out, info = run_plan(model, x, plan, options, key=key, shard_axis=batch_axis)
     return (x_out, info) if options.return_info else x_out
 

@@ -8,10 +8,14 @@ common to every solver is here: the span, the checks at infinite ends, and the
 
 from __future__ import annotations
 
+import collections
+import threading
+
+import jax
 import numpy as np
 
 from dpm_jax import _checks
-from dpm_jax._options import SolverOptions, collect
+from dpm_jax._options import SolverOptions, collect, plan_key
 from dpm_jax.plan import grids
 from dpm_jax.plan.nodes import is_jax, point
 from dpm_jax.plan.nodes import node as make_node
@@ -20,7 +24,35 @@ from dpm_jax.plan.solvers import Run, registry
 from dpm_jax.plan.table import Plan, plan_from_rows
 from dpm_jax.schedules import Schedule
 
-__all__ = ["build_plan", "plan_run"]
+__all__ = ["build_plan", "plan_run", "cached_plan"]
+
+_PLANS: collections.OrderedDict = collections.OrderedDict()
+_PLAN_CACHE_SIZE = 256
+_LOCK = threading.Lock()
+
+
+def cached_plan(schedule: Schedule, options: SolverOptions, direction: str | None) -> Plan:
+    """:func:`plan_run`, cached by (schedule, the options the plan reads, direction):
+    schedules and options compare by content, so an eager call that repeats an earlier
+    run's settings does no host planning. The cached plan's arrays are read-only."""
+    key = plan_key(options)
+    if key is None:
+        return plan_run(schedule, options, direction)
+    key = (schedule, key, direction)
+    with _LOCK:
+        plan = _PLANS.get(key)
+        if plan is not None:
+            _PLANS.move_to_end(key)
+            return plan
+    plan = plan_run(schedule, options, direction)
+    for a in jax.tree_util.tree_leaves(plan):
+        if isinstance(a, np.ndarray):
+            a.flags.writeable = False
+    with _LOCK:
+        _PLANS[key] = plan
+        while len(_PLANS) > _PLAN_CACHE_SIZE:
+            _PLANS.popitem(last=False)
+    return plan
 
 
 def plan_run(

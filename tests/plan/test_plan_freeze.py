@@ -11,22 +11,35 @@ type. The changes below are deliberate, and each is checked to be exactly that:
   noise coefficient) when a stochastic solver was asked to integrate upwards
   (t_start < t_end); it is now refused with a ValueError naming
   ``algorithm_type``.
+* ``UNIPC_SOLVE``: UniPC's coefficients were solved with ``np.linalg.solve``, whose
+  last bits depend on OpenBLAS's CPU kernel (the file held the AVX-512 values; the
+  Haswell / Zen kernels differed in 146 cases). The planner now uses a fixed
+  elimination in Python floats, the same on every CPU; ``tools/refreeze_unipc_solve.py``
+  stored its values (148 cases changed, by at most 1.8e-15) and kept LAPACK's as
+  ``<i>/m_coef_lapack``, which the values here must match to 1e-14 relative.
+
+``test_plans_do_not_depend_on_the_blas_kernel`` rebuilds the plans under three OpenBLAS
+kernels (``OPENBLAS_CORETYPE``) in subprocesses: the planner uses no BLAS or LAPACK.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import os
+import subprocess
+import sys
 import warnings
 
 import numpy as np
 import pytest
-from paths import DATA
+from paths import DATA, ROOT
 from plan_cases import FIELDS, META, SCHEDULES, cases, kwargs_of
 
 import dpm_jax
 
 PATH = DATA / "frozen_plans.npz"
+TESTS = ROOT / "tests"
 
 
 @functools.cache
@@ -79,6 +92,9 @@ def test_frozen_plans_bitwise(chunk):
             got, want = np.asarray(getattr(plan, f)), arrays[f"{i}/{f}"]
             assert got.dtype == want.dtype and got.shape == want.shape, (i, f, case)
             assert np.array_equal(got, want), (i, f, case, np.max(np.abs(got - want)))
+        if f"{i}/m_coef_lapack" in arrays:  # UNIPC_SOLVE
+            lapack = arrays[f"{i}/m_coef_lapack"]
+            np.testing.assert_allclose(plan.m_coef, lapack, rtol=1e-14, atol=1e-15)
         assert {m: getattr(plan, m) for m in META} == rec["meta"], (i, case)
         assert plan.nfe == rec["nfe"]
         checked += 1
@@ -91,3 +107,38 @@ def _one_karras_node(case) -> bool:
         and case["skip_type"] in ("karras", "exponential")
         and case.get("final_sigmas_type") is not None
     )
+
+
+def _digest(coretype: str | None) -> str:
+    """A digest of every frozen case's plan, built in a fresh process under ``coretype``."""
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_CORETYPE"}
+    if coretype is not None:
+        env["OPENBLAS_CORETYPE"] = coretype
+    code = (
+        f"import hashlib, sys, warnings; sys.path[:0] = {[str(TESTS), str(TESTS.parent)]!r}\n"
+        "import numpy as np, dpm_jax\n"
+        "from plan_cases import FIELDS, SCHEDULES, cases, kwargs_of\n"
+        "h = hashlib.sha256()\n"
+        "for case in cases():\n"
+        "    try:\n"
+        "        with warnings.catch_warnings():\n"
+        "            warnings.simplefilter('ignore')\n"
+        "            plan = dpm_jax.build_plan(SCHEDULES[case['schedule']], **kwargs_of(case))\n"
+        "    except (ValueError, TypeError) as e:\n"
+        "        h.update(type(e).__name__.encode()); continue\n"
+        "    for f in FIELDS:\n"
+        "        h.update(np.ascontiguousarray(getattr(plan, f)).tobytes())\n"
+        "print(h.hexdigest())\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout.strip().splitlines()[-1]
+
+
+def test_plans_do_not_depend_on_the_blas_kernel():
+    """The same plans under the default kernel and under OPENBLAS_CORETYPE=Haswell and
+    Sandybridge. (With np.linalg.solve the three gave three different UniPC plans on an
+    AVX-512 machine, whose default kernel is SkylakeX's.)"""
+    assert _digest(None) == _digest("Haswell") == _digest("Sandybridge")
