@@ -212,6 +212,12 @@ def run(model, x, schedule, options, direction: str, batch_axis=None):
     model = as_model(model)
     if isinstance(model, WrappedModel):
         model.check_batch(x)
+        if model.integer_time:
+            raise ValueError(
+                "method='adaptive' chooses its times on the fly, so its time inputs are not "
+                "integers: model_wrapper(..., integer_time=True) needs a fixed grid on the "
+                "table's timesteps (skip_type='leading' / 'trailing' / 'linspace')."
+            )
     corrector, corr_params = make_corrector(
         options.correcting_x0_fn, options.thresholding_max_val, options.dynamic_thresholding_ratio
     )

@@ -124,7 +124,7 @@ def split(obj, leaves: list) -> tuple[Any, Callable[[list], Any]]:
 
         return ("partial", fkey, akey), rebuild_partial
     treedef = jax.tree_util.tree_structure(obj)
-    if treedef.num_nodes > 1 or not jax.tree_util.treedef_is_leaf(treedef):
+    if not jax.tree_util.treedef_is_leaf(treedef):
         return split_tree(obj, leaves)  # a pytree: equinox modules, Partial, containers
     return ("object", _static(obj)), lambda values: obj
 

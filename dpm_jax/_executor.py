@@ -78,7 +78,7 @@ def make_model_fn(model, algorithm_type: str, corrector: Callable | None, corr_p
     return fn
 
 
-def _parts(model, corrector, corr_params, batch: int):
+def _parts(model, corrector, corr_params, batch: int) -> tuple[Any, Any, Any]:
     """(network, data, batched) of a model and its corrector, for :func:`_boundary.bind`:
     the network (the user's callables, taken apart by ``_boundary.split``) and the data
     (a WrappedModel's conditions, guidance scale, keyword arrays, and the thresholding
@@ -86,17 +86,18 @@ def _parts(model, corrector, corr_params, batch: int):
     if isinstance(model, WrappedModel):
         shell = dataclasses.replace(
             model,
-            net=None,
+            net=None,  # type: ignore[arg-type]
             classifier_fn=None,
             condition=None,
             unconditional_condition=None,
             guidance_scale=None,
             model_kwargs={},
             classifier_kwargs={},
+            params=None,
         )
-        network = (shell, model.net, model.classifier_fn, corrector)
-        data = (model.data_fields(), corr_params)
-        batched = (
+        network: tuple = (shell, model.net, model.classifier_fn, corrector)
+        data: tuple = (model.data_fields(), corr_params)
+        batched: tuple = (
             model.batched_fields(batch),
             jax.tree_util.tree_map(lambda _: False, corr_params),
         )
@@ -368,6 +369,24 @@ def _check_alpha_zero(model, plan: Plan) -> None:
         )
 
 
+def _check_integer_time(model, plan: Plan) -> None:
+    """``integer_time=True`` needs a run whose time inputs are integers."""
+    if not (isinstance(model, WrappedModel) and model.integer_time):
+        return
+    t_in = plan.t_input
+    if isinstance(t_in, jax.core.Tracer):
+        return
+    t_in = np.asarray(t_in, np.float64)
+    off = np.abs(t_in - np.round(t_in))
+    if np.any(off > 1e-6 * np.maximum(1.0, np.abs(t_in))):
+        i = int(np.argmax(off))
+        raise ValueError(
+            f"model_wrapper(..., integer_time=True): the time input of model call {i} is "
+            f"{t_in[i]!r}, not an integer. Put the grid on the table's timesteps: "
+            "skip_type='leading' / 'trailing' / 'linspace', or timesteps= on them."
+        )
+
+
 def run_plan(model, x, plan: Plan, options, key=None, shard_axis=None):
     """Runs ``plan`` with validated ``options`` (a :class:`~dpm_jax.SolverOptions`: its
     corrector, ``return_intermediate``, ``unroll``, ``remat`` and ``progress``); x is a
@@ -379,6 +398,7 @@ def run_plan(model, x, plan: Plan, options, key=None, shard_axis=None):
         options.correcting_x0_fn, options.thresholding_max_val, options.dynamic_thresholding_ratio
     )
     _check_alpha_zero(model, plan)
+    _check_integer_time(model, plan)
     if options.progress:
         _progress.require_tqdm()
     key = _check_key(key, plan, x) if plan.stochastic else None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -69,6 +70,8 @@ class WrappedModel:
     cfg_doubled: bool = dataclasses.field(metadata=dict(static=True))
     model_dtype: Any = dataclasses.field(default=None, metadata=dict(static=True))
     sigma_data: float | None = dataclasses.field(default=None, metadata=dict(static=True))
+    params: Any = None
+    integer_time: bool = dataclasses.field(default=False, metadata=dict(static=True))
 
     def data_fields(self) -> dict:
         """The fields that are pytree leaves (traced: new values do not recompile)."""
@@ -97,9 +100,12 @@ class WrappedModel:
         alpha, sigma = self.schedule.marginal_alpha(t), self.schedule.marginal_std(t)
         return self.noise(x, t, self.schedule.time_input(t), alpha, sigma)
 
-    def _net(self, x, t_input, alpha, sigma, cond=None):
-        kwargs = dict(self.static_model_kwargs, **self.model_kwargs)
+    def _net(self, x, t_input, alpha, sigma, cond=None, kwargs=None):
+        kwargs = dict(self.static_model_kwargs, **(self.model_kwargs if kwargs is None else kwargs))
         t_in = jnp.broadcast_to(jnp.asarray(t_input, x.dtype), (x.shape[0],))
+        if self.integer_time:  # the planned inputs are integers (checked on the host)
+            t_in = jnp.round(t_in).astype(jnp.int32)
+        net = self.net if self.params is None else functools.partial(self.net, self.params)
         x_in = x
         sd = 0.0 if self.sigma_data is None else self.sigma_data  # set for model_type="edm"
         if self.model_type == "edm":  # EDM preconditioning (Karras et al. 2022, Table 1)
@@ -112,9 +118,7 @@ class WrappedModel:
                 (x.shape[0],),
             )
         x_in = x_in if self.model_dtype is None else x_in.astype(self.model_dtype)
-        out = (
-            self.net(x_in, t_in, **kwargs) if cond is None else self.net(x_in, t_in, cond, **kwargs)
-        )
+        out = net(x_in, t_in, **kwargs) if cond is None else net(x_in, t_in, cond, **kwargs)
         if not hasattr(out, "shape") or out.shape != x.shape:
             raise ValueError(
                 f"model_wrapper: the network must return an array of the input's shape "
@@ -186,7 +190,12 @@ class WrappedModel:
         t2 = jnp.concatenate([jnp.broadcast_to(jnp.asarray(t_input, x.dtype), (x.shape[0],))] * 2)
         a2 = jnp.concatenate([jnp.broadcast_to(jnp.asarray(alpha, x.dtype), (x.shape[0],))] * 2)
         s2 = jnp.concatenate([jnp.broadcast_to(jnp.asarray(sigma, x.dtype), (x.shape[0],))] * 2)
-        out = self._convert(self._net(x2, t2, a2, s2, c2), x2, a2, s2, data)
+        b = x.shape[0]
+        k2 = jax.tree_util.tree_map(  # per-sample keyword arrays travel with their samples
+            lambda v: jnp.concatenate([v, v]) if np.ndim(v) >= 1 and np.shape(v)[0] == b else v,
+            self.model_kwargs,
+        )
+        out = self._convert(self._net(x2, t2, a2, s2, c2, k2), x2, a2, s2, data)
         p_u, p_c = jnp.split(out, 2, axis=0)
         return p_u + _expand(self.guidance_scale, x) * (p_c - p_u)
 
@@ -228,6 +237,7 @@ _DATA_FIELDS = [
     "guidance_scale",
     "model_kwargs",
     "classifier_kwargs",
+    "params",
 ]
 jax.tree_util.register_dataclass(
     WrappedModel,
@@ -243,6 +253,7 @@ jax.tree_util.register_dataclass(
         "cfg_doubled",
         "model_dtype",
         "sigma_data",
+        "integer_time",
     ],
 )
 
@@ -260,6 +271,9 @@ def model_wrapper(
     classifier_kwargs: dict | None = None,
     model_dtype: Any = None,
     sigma_data: float | None = None,
+    *,
+    params: Any = None,
+    integer_time: bool = False,
 ) -> WrappedModel:
     """Wraps a network as a continuous-time noise predictor eps(x, t).
 
@@ -292,12 +306,28 @@ def model_wrapper(
     Guidance:
 
     - "classifier-free": eps = eps_u + s (eps_c - eps_u), both from one network
-      call on a doubled batch (unconditional half first); if
-      ``unconditional_condition`` is None or ``guidance_scale`` is the number 1,
+      call on a doubled batch (unconditional half first; arrays of ``model_kwargs``
+      whose leading dimension is the batch size are per-sample and doubled with it);
+      if ``unconditional_condition`` is None or ``guidance_scale`` is the number 1,
       only the conditional network is evaluated.
     - "classifier": eps = eps_u - s sigma_t grad_x log p(condition | x_t) with
       ``classifier_fn(x, t_input, condition, **classifier_kwargs)`` returning
       per-sample log-probabilities (the gradient is taken with ``jax.grad``).
+
+    Parameters: with ``params`` (a pytree of arrays, e.g. a flax.linen module's
+    variables) the network is called as ``model(params, x, t_input, ...)``, so
+    ``model_wrapper(module.apply, schedule, params=variables)``: the parameters are
+    arguments of the compiled program (a new checkpoint of the same shapes reuses it)
+    and the network is traced once per structure. Networks held otherwise are handled
+    too (see the "Bring your model" guide): a flax ``nnx.Module`` or an equinox module
+    passed as ``model`` has its arrays read at each call; a function closing over
+    arrays is traced at each eager call, which reads them as they are then.
+
+    Integer time inputs: ``integer_time=True`` passes ``t_input`` as int32 (a network
+    that embeds its timestep with ``nn.Embed``). The run's time inputs must then be
+    integers, i.e. the grid must lie on the discrete table's timesteps: diffusers'
+    spacings ``skip_type="leading"`` / ``"trailing"`` / ``"linspace"``, or explicit
+    ``timesteps=`` on them; other grids are refused (ValueError).
 
     Mixed precision: with ``model_dtype`` (e.g. ``jnp.bfloat16``) the network
     gets x cast to that dtype (t_input stays in the state's dtype, conditions
@@ -317,6 +347,12 @@ def model_wrapper(
     _checks.check_schedule(noise_schedule)
     _checks.check_choice("model_type", model_type, _checks.MODEL_TYPES)
     _checks.check_choice("guidance_type", guidance_type, _checks.GUIDANCE_TYPES)
+    integer_time = _checks.check_bool("integer_time", integer_time)
+    if integer_time and model_type == "edm":
+        raise ValueError(
+            "`integer_time=True` does not apply with model_type='edm' (its network gets "
+            "c_noise = log(sigma) / 4, not a timestep)."
+        )
     arrays, static = _split_kwargs("model_kwargs", model_kwargs)
     c_arrays, c_static = _split_kwargs("classifier_kwargs", classifier_kwargs)
     cfg_doubled = False
@@ -358,6 +394,8 @@ def model_wrapper(
         cfg_doubled=cfg_doubled,
         model_dtype=_check_model_dtype(model_dtype),
         sigma_data=_check_sigma_data(model_type, sigma_data, noise_schedule),
+        params=params,
+        integer_time=integer_time,
     )
 
 

@@ -90,8 +90,10 @@ def sample(
     ``x_t = (sigma_t / sigma_s) x_s - alpha_t expm1(-h) x0(x_s, s)`` (DPM-Solver++ eq. 3.5).
 
     Args:
-      model: a noise predictor ``model(x, t) -> eps``, usually from
-        :func:`dpm_jax.model_wrapper`.
+      model: the model from :func:`dpm_jax.model_wrapper`, or a bare network
+        ``net(x, t_input) -> eps``, which is treated as ``model_wrapper(net,
+        noise_schedule)`` treats it (a noise prediction given the schedule's time
+        input: one time convention for bare and wrapped networks).
       x_T: the starting state (B, ...), floating.
       noise_schedule: the :class:`~dpm_jax.schedules.Schedule` of the model.
       steps: the number of steps (20 by default): model calls for "multistep",
@@ -193,9 +195,11 @@ def sample(
       progress: fixed grids: show a tqdm bar, ticked from inside the compiled
         loop with ``jax.debug.callback`` (needs tqdm). Off: no callback in the
         program.
-      key: PRNG key of the stochastic solvers: one key (noise of row i from
-        ``fold_in(key, i)``) or one key per sample, shape (B,), which makes each
-        sample's noise independent of how the batch is split or sharded.
+      key: PRNG key of the stochastic solvers: one key per sample, shape (B,), or
+        one key, which stands for the per-sample keys ``fold_in(key, n)`` of samples
+        n = 0 .. B-1; sample n's noise at model call i is drawn from
+        ``fold_in(key_n, i)``, so it does not depend on how the batch is split,
+        sharded or compiled.
 
     Returns:
       x0 (a jax array of x_T's shape and dtype), or ``(x0, SampleInfo)``.
@@ -205,10 +209,13 @@ def sample(
         its allowed values (the options are checked by
         :class:`~dpm_jax.SolverOptions`, the grid against the schedule).
 
-    Under ``jax.jit`` close over the model (keep its parameters traced); outside
-    it, compiled programs are cached by the model's identity and the plan's
-    length, so repeated calls with new grids, guidance scales or thresholds do
-    not recompile.
+    Under ``jax.jit`` close over the model (keep its parameters traced). Outside
+    it, the network's arrays (weights, conditions, guidance scale, thresholds, and
+    every array a closure reads) are arguments of the compiled program, which is
+    cached by its structure: new weights of the same shapes, a new grid of the same
+    length, a new guidance scale or threshold do not recompile, and the current
+    values are always used (see the "Bring your model" guide). Host plans are
+    cached by (schedule, options) too.
 
     >>> import jax.numpy as jnp
     >>> from dpm_jax import schedules, model_wrapper

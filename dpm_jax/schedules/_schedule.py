@@ -58,7 +58,7 @@ class Schedule(NamedTuple):
     t_min: float | None = None
     spec: Any = None
 
-    def __eq__(self, other) -> bool:  # type: ignore[override]
+    def __eq__(self, other) -> bool:
         """Equal by content (``spec``); a schedule without a spec equals only itself."""
         if not isinstance(other, Schedule):
             return NotImplemented
@@ -66,7 +66,7 @@ class Schedule(NamedTuple):
             return self is other
         return self.spec == other.spec
 
-    def __ne__(self, other) -> bool:  # type: ignore[override]
+    def __ne__(self, other) -> bool:
         eq = self.__eq__(other)
         return eq if eq is NotImplemented else not eq
 
