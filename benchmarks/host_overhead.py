@@ -8,11 +8,14 @@ machine, so their ratio is the figure of merit):
    (``eps = 0.1 x``, x of shape (4, 16) float32, discrete DDPM schedule) is sampled eagerly
    (no ``jax.jit`` around the call) with every method at 20 and 100 steps (the adaptive
    solver at its default tolerances); after two warm-up calls (compilation), the median
-   wall time of 15 calls, each ended by ``block_until_ready``. The same run under a
-   user's ``jax.jit`` (dispatch and the compiled program only) is printed beside it, so
-   ``eager - jit`` is the host time spent planning, tracing and looking up the program.
-   A fresh ``model_wrapper`` and a fresh ``schedules.discrete(...)`` are built for every
-   call, as a training loop that samples every N steps would.
+   wall time of 15 calls, each ended by ``block_until_ready``, with the same schedule and
+   wrapper objects reused ("eager"), and with a fresh ``schedules.discrete(...)`` and
+   ``model_wrapper`` built for every call ("rebuilt", as a training loop that samples
+   every N steps would). The same run under a user's ``jax.jit`` (dispatch and the
+   compiled program only) is printed beside them, so ``eager - jit`` is the host time
+   spent planning, tracing and looking up the program. The last rows use a
+   network that reads a (16, 16) array from its closure (traced again at every eager
+   call, which is how it sees new weights).
 2. **64 MiB of weights closed over.** ``net(x, t) = tanh(x @ W)`` with W (4096, 4096)
    float32 captured by a closure; the wall time of the first eager call (trace + compile
    + run), the second call with a *new* W of the same shape (a new checkpoint: is the
@@ -24,6 +27,7 @@ Usage::
     python benchmarks/host_overhead.py                              # this tree
     git worktree add /tmp/before <commit>
     python benchmarks/host_overhead.py --before /tmp/before         # side by side
+    python benchmarks/host_overhead.py --quick                      # two methods only
 """
 
 from __future__ import annotations
@@ -71,29 +75,42 @@ def _worker(what: str) -> dict:
     def net(x, t):
         return 0.1 * x
 
-    if what == "host":
+    w = jnp.asarray(0.1 * np.eye(16), jnp.float32)
+
+    def net_w(x, t):  # reads an array from its closure: traced again at each eager call
+        return x @ w
+
+    if what in ("host", "host-quick"):
         rows = {}
-        cases = [(n, o, s) for n, o in METHODS.items() for s in (20, 100)]
-        cases.append(("adaptive 3", dict(method="adaptive", order=3), None))
-        for name, opts, steps in cases:
+        cases = [(n, o, s, net) for n, o in METHODS.items() for s in (20, 100)]
+        if what == "host-quick":
+            cases = cases[:2]
+        cases.append(("adaptive 3", dict(method="adaptive", order=3), None, net))
+        cases += [("2M, closure over an array", dict(order=2), s, net_w) for s in (20, 100)]
+        for name, opts, steps, fn_net in cases:
             kw = dict(opts, **({} if steps is None else {"steps": steps}))
             if "sde" in kw.get("algorithm_type", ""):
                 kw["key"] = jax.random.key(0)
 
-            def eager():
+            def rebuilt():
                 sched = schedules.discrete(betas=betas)
-                model = dpm_jax.model_wrapper(net, sched)
+                model = dpm_jax.model_wrapper(fn_net, sched)
                 return dpm_jax.sample(model, x, sched, **kw)
 
             sched0 = schedules.discrete(betas=betas)
-            model0 = dpm_jax.model_wrapper(net, sched0)
+            model0 = dpm_jax.model_wrapper(fn_net, sched0)
             jitted = jax.jit(lambda x: dpm_jax.sample(model0, x, sched0, **kw))
-            times = {"eager": [], "jit": []}
-            for fn, label in ((eager, "eager"), (lambda: jitted(x), "jit")):
+            fns = (
+                (lambda: dpm_jax.sample(model0, x, sched0, **kw), "eager"),
+                (rebuilt, "rebuilt"),
+                (lambda: jitted(x), "jit"),
+            )
+            times = {label: [] for _, label in fns}
+            for fn, _label in fns:
                 for _ in range(2):
                     jax.block_until_ready(fn())
-            for _ in range(15):
-                for fn, label in ((eager, "eager"), (lambda: jitted(x), "jit")):
+            for _ in range(15 if what == "host" else 5):
+                for fn, label in fns:
                     t0 = time.perf_counter()
                     jax.block_until_ready(fn())
                     times[label].append(time.perf_counter() - t0)
@@ -101,6 +118,8 @@ def _worker(what: str) -> dict:
                 k: statistics.median(v) * 1e3 for k, v in times.items()
             }
         out["host"] = rows
+    elif what == "hlo":
+        out["hlo"] = _hlo_digests()
     else:
         rng = np.random.default_rng(1)
         xb = jnp.asarray(rng.normal(size=(8, 4096)), jnp.float32)
@@ -137,12 +156,57 @@ def _worker(what: str) -> dict:
     return out
 
 
+def _hlo_digests() -> dict:
+    """sha256 of the lowered program of ``jax.jit(lambda params, x: sample(...))`` (the
+    traced-parameters pattern, a small linen conv net) for a few solvers."""
+    import hashlib
+
+    import flax.linen as nn
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    import dpm_jax
+    from dpm_jax import schedules
+
+    sched = schedules.discrete(betas=np.linspace(1e-4, 0.02, 1000))
+
+    class Net(nn.Module):
+        @nn.compact
+        def __call__(self, x, t):
+            h = jax.nn.silu(nn.Conv(8, (3, 3))(x))
+            return nn.Conv(3, (3, 3))(h) * (t[:, None, None, None] / 1000)
+
+    net = Net()
+    x = jnp.ones((2, 8, 8, 3))
+    params = net.init(jax.random.key(0), x, jnp.ones(2))
+    cases = {
+        "2M": dict(steps=20),
+        "ss3": dict(steps=20, order=3, method="singlestep"),
+        "unipc3": dict(steps=10, method="unipc", order=3),
+        "deis3": dict(steps=10, method="deis", order=3),
+        "sde-2M": dict(steps=10, algorithm_type="sde-dpmsolver++"),
+        "adaptive": dict(method="adaptive", order=2),
+    }
+    out = {}
+    for name, opts in cases.items():
+
+        def f(p, x, key, opts=opts, name=name):
+            m = dpm_jax.model_wrapper(lambda x, t: net.apply(p, x, t), sched)
+            kw = dict(key=key) if "sde" in name else {}
+            return dpm_jax.sample(m, x, sched, **kw, **opts)
+
+        txt = jax.jit(f).lower(params, x, jax.random.key(0)).as_text()
+        out[name] = hashlib.sha256(txt.encode()).hexdigest()[:12]
+    return out
+
+
 def _run(tree: str, what: str) -> dict:
     env = dict(os.environ, PYTHONPATH=tree, JAX_PLATFORMS="cpu")
     code = (
-        "import sys, json; sys.path.insert(0, %r); sys.path.insert(0, %r); "
-        "import host_overhead as h; print('@@' + json.dumps(h._worker(%r)))"
-    ) % (HERE, tree, what)
+        f"import sys, json; sys.path.insert(0, {HERE!r}); sys.path.insert(0, {tree!r}); "
+        f"import host_overhead as h; print('@@' + json.dumps(h._worker({what!r})))"
+    )
     proc = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd="/"
     )
@@ -155,6 +219,7 @@ def _run(tree: str, what: str) -> dict:
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--before", help="a checkout of the older code, run side by side")
+    ap.add_argument("--quick", action="store_true", help="two methods, 5 repeats")
     args = ap.parse_args()
     trees = {"after": ROOT} if not args.before else {"before": args.before, "after": ROOT}
     print(
@@ -162,26 +227,30 @@ def main():
         f"python {platform.python_version()}"
     )
     res = {label: {} for label in trees}
-    for what in ("host", "weights"):
+    for what in ("host-quick" if args.quick else "host", "weights", "hlo"):
         for label, tree in trees.items():
             res[label].update(_run(tree, what))
     print("jax", res["after"]["jax"])
-    print("\n1. host time per eager call (cached program), median of 15, ms")
-    head = "| method @ steps |" + "".join(f" {k} eager | {k} jit |" for k in trees)
+    print(
+        "\n1. wall time per call, ms (median): eager = the same schedule and wrapper reused; "
+        "rebuilt = both built afresh for every call; jit = the same run under the user's "
+        "jax.jit. host = eager - jit (planning, tracing, dispatch)"
+    )
+    head = "| method @ steps |" + "".join(f" {k} eager | {k} rebuilt | {k} jit |" for k in trees)
     if len(trees) == 2:
-        head += " eager before / after | host before | host after |"
+        head += " host before | host after | before / after (eager) | before / after (rebuilt) |"
     print(head)
     print("|" + "---|" * (head.count("|") - 1))
     for case in res["after"]["host"]:
         row = f"| {case} |"
         for label in trees:
             r = res[label]["host"][case]
-            row += f" {r['eager']:.2f} | {r['jit']:.2f} |"
+            row += f" {r['eager']:.2f} | {r['rebuilt']:.2f} | {r['jit']:.2f} |"
         if len(trees) == 2:
             b, a = res["before"]["host"][case], res["after"]["host"][case]
             row += (
-                f" x{b['eager'] / a['eager']:.1f} | {b['eager'] - b['jit']:.2f} |"
-                f" {a['eager'] - a['jit']:.2f} |"
+                f" {b['eager'] - b['jit']:.2f} | {a['eager'] - a['jit']:.2f} |"
+                f" x{b['eager'] / a['eager']:.1f} | x{b['rebuilt'] / a['rebuilt']:.1f} |"
             )
         print(row)
     print("\n2. a network closing over 64 MiB of weights (W: 4096 x 4096 float32)")
@@ -198,6 +267,13 @@ def main():
         vals = [res[label][k] for label in trees]
         fmt = [f"{v:.3f}" if isinstance(v, float) else str(v) for v in vals]
         print(f"| {k} |" + "".join(f" {v} |" for v in fmt))
+    print("\n3. lowered HLO of jax.jit(lambda params, x: sample(...)) (sha256, first 12)")
+    print("| solver |" + "".join(f" {k} |" for k in trees) + (" same |" if len(trees) == 2 else ""))
+    print("|---|" + "---|" * (len(trees) + (len(trees) == 2)))
+    for name in res["after"]["hlo"]:
+        vals = [res[label]["hlo"][name] for label in trees]
+        same = f" {'yes' if len(set(vals)) == 1 else 'NO'} |" if len(trees) == 2 else ""
+        print(f"| {name} |" + "".join(f" {v} |" for v in vals) + same)
 
 
 if __name__ == "__main__":

@@ -146,8 +146,10 @@ def model_functions(model, algorithm_type: str, corrector, corr_params, inputs, 
     if not _boundary.is_traced(data, inputs):
         m = _boundary.bind(_model_fn_for(algorithm_type), network, data, inputs, batched)
         f = None
-        if final is not None:
-            f = _boundary.bind(_final_fn_of_parts, network, data, final, batched)
+        if final is not None:  # the corrector alone
+            f = _boundary.bind(
+                _final_fn_of_parts, (None, None, None, corrector), ((), corr_params), final
+            )
         if not _boundary.is_traced(m.args, () if f is None else f.args):
             return m, f, True
     model_fn = make_model_fn(model, algorithm_type, corrector, corr_params)
