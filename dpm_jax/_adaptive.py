@@ -225,13 +225,13 @@ def run(model, x, schedule, options, direction: str, batch_axis=None):
     tols = (t_start, t_end, options.atol, options.rtol)
     b, dt = x.shape[0], x.dtype
     per_sample = jax.ShapeDtypeStruct((b,), dt)
-    model_fn, _, bound = model_functions(
+    model_fn, _, _, bound = model_functions(
         model, options.algorithm.name, corrector, corr_params, (x,) + (per_sample,) * 4
     )
     x0_fn = None
     if options.denoise_to_zero:
         scalar = jax.ShapeDtypeStruct((), dt)
-        x0_fn, _, bound0 = model_functions(
+        x0_fn, _, _, bound0 = model_functions(
             model, "dpmsolver++", corrector, corr_params, (x,) + (scalar,) * 4
         )
         bound = bound and bound0

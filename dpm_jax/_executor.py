@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.extend import core as jex_core
 
-from dpm_jax import _boundary, _checks, _progress
+from dpm_jax import _boundary, _checks, _progress, _rows
 from dpm_jax._algorithm import algorithm
 from dpm_jax._corrections import dynamic_thresholding, make_corrector
 from dpm_jax._model import WrappedModel
@@ -133,30 +133,41 @@ def _model_fn_for(algorithm_type: str):
     return functools.partial(_model_fn_of_parts, algorithm_type=algorithm_type)
 
 
-def model_functions(model, algorithm_type: str, corrector, corr_params, inputs, final=None):
+def _xt_fn_of_parts(network, data, x, t, step):
+    return network[3](x, t, step)
+
+
+def model_functions(
+    model, algorithm_type: str, corrector, corr_params, inputs, final=None, xt_fn=None
+):
     """The model function M(x, t, t_input, alpha, sigma) of a run (and the final
     correction f(x0, t) if ``final`` gives its inputs), at the avals of ``inputs``.
 
     Eager: :class:`~dpm_jax._boundary.Bound` pytrees, whose arrays (the weights, the
     conditions, every array a closure reads) are arguments of the compiled program.
     Under a caller's trace (or when a closure reads a tracer): plain functions, traced
-    into the caller's program as JAX does. Returns ``(model_fn, final_fn, bound)``.
+    into the caller's program as JAX does. ``xt_fn``: a ``correcting_xt_fn`` to bind
+    the same way (at the state's aval). Returns ``(model_fn, final_fn, xt_fn, bound)``.
     """
     network, data, batched = _parts(model, corrector, corr_params, inputs[0].shape[0])
     if not _boundary.is_traced(data, inputs):
         m = _boundary.bind(_model_fn_for(algorithm_type), network, data, inputs, batched)
-        f = None
+        f = x_b = None
         if final is not None:  # the corrector alone
             f = _boundary.bind(
                 _final_fn_of_parts, (None, None, None, corrector), ((), corr_params), final
             )
-        if not _boundary.is_traced(m.args, () if f is None else f.args):
-            return m, f, True
+        if xt_fn is not None:
+            state = (inputs[0], inputs[1], jax.ShapeDtypeStruct((), jnp.int32))
+            x_b = _boundary.bind(_xt_fn_of_parts, (None, None, None, xt_fn), (), state)
+        bound = [b.args for b in (m, f, x_b) if b is not None]
+        if not _boundary.is_traced(bound):
+            return m, f, x_b, True
     model_fn = make_model_fn(model, algorithm_type, corrector, corr_params)
     final_fn = None
     if final is not None:
         final_fn = lambda x, t: corrector(x, t, *corr_params).astype(x.dtype)
-    return model_fn, final_fn, False
+    return model_fn, final_fn, xt_fn, False
 
 
 def sample_keys(key, b: int, offset=0):
@@ -178,32 +189,34 @@ def _standard_normal(key, i, x):
     return jax.vmap(draw)(keys)
 
 
-def _row_body(model_fn, w: int, return_intermediate: bool, progress=None, key=None):
-    """One row of the scan, in transposed form. Row i computes M_i = M(x_i, t_i) and
-
-        x_{i+1} = x_coef[i] x_i + m_coef[i, 0] M_i + P_1,
-        P_j    <- m_coef[i + j, j] M_i + P_{j+1}     (j = 1 .. W-1, P_W = 0),
-
-    where P_j holds the contributions of the model values so far to the output j
-    rows ahead. Every carried array is rewritten by one elementwise expression:
-    no history buffer is shifted or indexed, and XLA fuses the solver's
-    arithmetic with the model's last operations (and, unrolled, across rows).
-    """
+def _row_body(
+    model_fn,
+    return_intermediate: bool,
+    progress=None,
+    key=None,
+    *,
+    final_fn=None,
+    xt_fn=None,
+    include_start: bool = False,
+    last: int = -1,
+):
+    """One row of the scan (see :mod:`dpm_jax._rows`): M_i = M(x_i, t_i), the correction of
+    the start, the linear update (XLA fuses it with the model's last operations and,
+    unrolled, across rows), the corrections of the state."""
 
     def body(carry, row):
         x_i, partial = carry
         m = model_fn(x_i, row["t"], row["t_input"], row["alpha"], row["sigma"])
         if progress is not None:
             _progress.tick(*progress)
-        x_next = row["xc"] * x_i + row["mc"][0] * m
-        if key is not None:
-            x_next = x_next + row["nc"] * _standard_normal(key, row["i"], x_i)
-        if w > 1:
-            x_next = x_next + partial[0]
-            partial = tuple(
-                row["mc"][j] * m + (partial[j] if j < w - 1 else 0.0) for j in range(1, w)
-            )
-        return (x_next, partial), (x_next if return_intermediate else None)
+        x_i = _rows.correct_start(x_i, row, xt_fn, include_start)
+        z = None if key is None else _standard_normal(key, row["i"], x_i)
+        x_next, partial = _rows.advance(x_i, partial, m, row, z)
+        x_next = _rows.finish_row(x_next, row, last, final_fn, xt_fn)
+        out = None
+        if return_intermediate:  # (and the corrected start, which the intermediates begin with)
+            out = (x_next, x_i) if xt_fn is not None and include_start else x_next
+        return (x_next, partial), out
 
     return body
 
@@ -228,6 +241,8 @@ def _execute(
     x,
     plan: Plan,
     key=None,
+    xt_fn=None,
+    xt_steps=None,
     *,
     return_intermediate: bool,
     unroll="auto",
@@ -245,26 +260,19 @@ def _execute(
     time would double, so it gets ``unroll=1``.
     """
     w, r = plan.window, plan.nfe
-    m_coef = jnp.asarray(plan.m_coef)
-    ahead = [jnp.concatenate([m_coef[j:, j], jnp.zeros((j,), m_coef.dtype)]) for j in range(w)]
-    rows = dict(
-        t=plan.t,
-        t_input=plan.t_input,
-        alpha=plan.alpha,
-        sigma=plan.sigma,
-        xc=plan.x_coef,
-        mc=jnp.stack([m_coef[:, 0]] + ahead[1:], axis=1),
-    )
+    rows = _rows.plan_rows(plan, index=final_fn is not None, steps=xt_steps)
     if plan.stochastic:
-        rows.update(nc=plan.noise_coef, i=jnp.arange(r, dtype=jnp.uint32))
         offset = 0 if shard_axis is None else jax.lax.axis_index(shard_axis) * x.shape[0]
         key = sample_keys(key, x.shape[0], offset)
     body = _row_body(
         model_fn,
-        w,
         return_intermediate,
         (r, shard_axis) if progress else None,
         key if plan.stochastic else None,
+        final_fn=final_fn,
+        xt_fn=xt_fn,
+        include_start=plan.include_start,
+        last=r - 1,
     )
     init = (x, tuple(jnp.zeros_like(x) for _ in range(w - 1)))
     row0 = jax.tree_util.tree_map(lambda a: a[0], rows)
@@ -282,16 +290,15 @@ def _execute(
         replay = jax.checkpoint(replay)
 
     (x_out, _), ys = jax.lax.scan(replay, init, rows, unroll=unroll)
-    correct_final = final_fn is not None
-    if correct_final:  # with noise prediction the corrector acts only on the final x0
-        x_out = final_fn(x_out, plan.t[-1])
     inter = None
     if return_intermediate:
+        start = x
+        if xt_fn is not None and plan.include_start:
+            ys, anchors = ys
+            start = anchors[0]  # the start as corrected in the first row
         inter = ys[plan.intermediate_rows]
-        if correct_final:
-            inter = inter.at[-1].set(x_out)
         if plan.include_start:
-            inter = jnp.concatenate([x[None], inter], axis=0)
+            inter = jnp.concatenate([start[None], inter], axis=0)
     return x_out, inter
 
 
@@ -407,9 +414,8 @@ def run_plan(model, x, plan: Plan, options, key=None, shard_axis=None):
     if not isinstance(x, jax.Array):
         x = jnp.asarray(x)
     plan = plan.astype(x.dtype)
-    if (
-        not options.return_intermediate
-    ):  # only the intermediates read these: keep them out of the cache key
+    if not options.return_intermediate and options.correcting_xt_fn is None:
+        # only the intermediates and the corrections read these: keep them out of the key
         plan = dataclasses.replace(
             plan, intermediate_rows=np.zeros((0,), np.int32), include_start=False
         )
@@ -417,13 +423,14 @@ def run_plan(model, x, plan: Plan, options, key=None, shard_axis=None):
     final = None
     if corrector is not None and not plan.data_prediction and plan.denoise_to_zero:
         final = (jax.ShapeDtypeStruct(x.shape, x.dtype), scalar)
-    model_fn, final_fn, bound = model_functions(
+    model_fn, final_fn, xt_fn, bound = model_functions(
         model,
         plan.algorithm_type,
         corrector,
         corr_params,
         (x, scalar, scalar, scalar, scalar),
         final,
+        options.correcting_xt_fn,
     )
     run = _execute_jit if bound and not is_traced(x, plan, key) else _execute
     x_out, inter = run(
@@ -432,6 +439,8 @@ def run_plan(model, x, plan: Plan, options, key=None, shard_axis=None):
         x,
         plan,
         key,
+        xt_fn,
+        None if xt_fn is None else _rows.correction_steps(plan),
         return_intermediate=options.return_intermediate,
         unroll=options.unroll,
         remat=options.remat,
@@ -447,6 +456,7 @@ def execute_plan(
     plan: Plan,
     *,
     correcting_x0_fn=None,
+    correcting_xt_fn=None,
     thresholding_max_val=1.0,
     dynamic_thresholding_ratio=0.995,
     return_intermediate: bool = False,
@@ -480,6 +490,7 @@ def execute_plan(
     _checks.check_state("x", x)
     options = SolverOptions(
         correcting_x0_fn=correcting_x0_fn,
+        correcting_xt_fn=correcting_xt_fn,
         thresholding_max_val=thresholding_max_val,
         dynamic_thresholding_ratio=dynamic_thresholding_ratio,
         return_intermediate=return_intermediate,

@@ -100,36 +100,55 @@ class WrappedModel:
         alpha, sigma = self.schedule.marginal_alpha(t), self.schedule.marginal_std(t)
         return self.noise(x, t, self.schedule.time_input(t), alpha, sigma)
 
-    def _net(self, x, t_input, alpha, sigma, cond=None, kwargs=None):
-        kwargs = dict(self.static_model_kwargs, **(self.model_kwargs if kwargs is None else kwargs))
+    def network_input(self, x, t_input, alpha, sigma):
+        """(x_in, t_in): what the network is called with at the planned schedule values.
+
+        ``t_in`` is t_input broadcast to (B,) (int32 with ``integer_time``); for
+        ``model_type="edm"`` EDM's preconditioning (Karras et al. 2022, Table 1):
+        ``x_in = c_in x / alpha = x / (alpha sqrt(sigma^2 / alpha^2 + sigma_data^2))`` and
+        ``t_in = c_noise = log(sigma / alpha) / 4``; cast to ``model_dtype`` if set."""
         t_in = jnp.broadcast_to(jnp.asarray(t_input, x.dtype), (x.shape[0],))
         if self.integer_time:  # the planned inputs are integers (checked on the host)
             t_in = jnp.round(t_in).astype(jnp.int32)
-        net = self.net if self.params is None else functools.partial(self.net, self.params)
         x_in = x
-        sd = 0.0 if self.sigma_data is None else self.sigma_data  # set for model_type="edm"
-        if self.model_type == "edm":  # EDM preconditioning (Karras et al. 2022, Table 1)
-            a, s = _expand(alpha, x), _expand(sigma, x)
-            norm = jnp.sqrt(s * s + (a * sd) ** 2)  # alpha sqrt(sigma^2 / alpha^2 + sd^2)
-            x_in = x / norm  # c_in(sigma / alpha) * x / alpha
+        if self.model_type == "edm":
+            x_in = x / self._edm_norm(x, alpha, sigma)
             t_in = jnp.broadcast_to(
                 0.25
                 * (jnp.log(jnp.asarray(sigma, x.dtype)) - jnp.log(jnp.asarray(alpha, x.dtype))),
                 (x.shape[0],),
             )
-        x_in = x_in if self.model_dtype is None else x_in.astype(self.model_dtype)
-        out = net(x_in, t_in, **kwargs) if cond is None else net(x_in, t_in, cond, **kwargs)
+        return (x_in if self.model_dtype is None else x_in.astype(self.model_dtype)), t_in
+
+    def _edm_norm(self, x, alpha, sigma):
+        sd = 0.0 if self.sigma_data is None else self.sigma_data
+        a, s = _expand(alpha, x), _expand(sigma, x)
+        return jnp.sqrt(s * s + (a * sd) ** 2)  # alpha sqrt(sigma^2 / alpha^2 + sd^2)
+
+    def network_output(self, out, x, alpha, sigma):
+        """The network's output checked and cast to x's dtype; for ``model_type="edm"``
+        the denoiser ``D = c_skip x / alpha + c_out F`` (in terms of x)."""
         if not hasattr(out, "shape") or out.shape != x.shape:
             raise ValueError(
                 f"model_wrapper: the network must return an array of the input's shape "
                 f"{x.shape}, got {getattr(out, 'shape', type(out).__name__)}."
             )
         out = out.astype(x.dtype)
-        if self.model_type == "edm":  # D = c_skip x / alpha + c_out F, in terms of x
+        if self.model_type == "edm":
+            sd = 0.0 if self.sigma_data is None else self.sigma_data
+            a, s = _expand(alpha, x), _expand(sigma, x)
+            norm = self._edm_norm(x, alpha, sigma)
             out = (sd * sd * a * x / norm + s * sd * out) / norm
         return out
 
-    def _convert(self, out, x, alpha, sigma, data: bool):
+    def _net(self, x, t_input, alpha, sigma, cond=None, kwargs=None):
+        kwargs = dict(self.static_model_kwargs, **(self.model_kwargs if kwargs is None else kwargs))
+        net = self.net if self.params is None else functools.partial(self.net, self.params)
+        x_in, t_in = self.network_input(x, t_input, alpha, sigma)
+        out = net(x_in, t_in, **kwargs) if cond is None else net(x_in, t_in, cond, **kwargs)
+        return self.network_output(out, x, alpha, sigma)
+
+    def convert(self, out, x, alpha, sigma, data: bool):
         """The network output as a data prediction x0 (``data``) or a noise prediction eps.
 
         With x = alpha x0 + sigma eps: "noise": x0 = (x - sigma eps) / alpha;
@@ -161,9 +180,9 @@ class WrappedModel:
         (``x0 + s sigma^2 / alpha grad log p``)."""
         del t
         if self.guidance_type == "uncond":
-            return self._convert(self._net(x, t_input, alpha, sigma), x, alpha, sigma, data)
+            return self.convert(self._net(x, t_input, alpha, sigma), x, alpha, sigma, data)
         if self.guidance_type == "classifier":
-            pred = self._convert(self._net(x, t_input, alpha, sigma), x, alpha, sigma, data)
+            pred = self.convert(self._net(x, t_input, alpha, sigma), x, alpha, sigma, data)
             kwargs = dict(self.static_classifier_kwargs, **self.classifier_kwargs)
             t_in = jnp.broadcast_to(jnp.asarray(t_input, x.dtype), (x.shape[0],))
 
@@ -178,7 +197,7 @@ class WrappedModel:
             step = s * grad if not data else -(s * s / a) * grad
             return pred - _expand(self.guidance_scale, x) * step
         if not self.cfg_doubled:
-            return self._convert(
+            return self.convert(
                 self._net(x, t_input, alpha, sigma, self.condition), x, alpha, sigma, data
             )
         x2 = jnp.concatenate([x, x], axis=0)
@@ -195,7 +214,7 @@ class WrappedModel:
             lambda v: jnp.concatenate([v, v]) if np.ndim(v) >= 1 and np.shape(v)[0] == b else v,
             self.model_kwargs,
         )
-        out = self._convert(self._net(x2, t2, a2, s2, c2, k2), x2, a2, s2, data)
+        out = self.convert(self._net(x2, t2, a2, s2, c2, k2), x2, a2, s2, data)
         p_u, p_c = jnp.split(out, 2, axis=0)
         return p_u + _expand(self.guidance_scale, x) * (p_c - p_u)
 

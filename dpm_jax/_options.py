@@ -132,6 +132,7 @@ class SolverOptions(Mapping):
     karras_rho: float = 7.0
     steps_offset: int = 0
     correcting_x0_fn: Corrector = None
+    correcting_xt_fn: Callable | None = None
     thresholding_max_val: Any = 1.0
     dynamic_thresholding_ratio: Any = 0.995
     atol: float = 0.0078
@@ -220,6 +221,7 @@ OPTION_NAMES: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(SolverO
 #: The options that only the execution reads (not the plan of a fixed grid).
 EXECUTION_OPTIONS = (
     "correcting_x0_fn",
+    "correcting_xt_fn",
     "thresholding_max_val",
     "dynamic_thresholding_ratio",
     "atol",
@@ -352,6 +354,7 @@ def _validate(o: SolverOptions) -> None:
     _checks.check_corrector(
         o.correcting_x0_fn, o.thresholding_max_val, o.dynamic_thresholding_ratio
     )
+    _check_correcting_xt_fn(o, solver)
     _checks.check_choice("error_norm", o.error_norm, ERROR_NORMS)
     _checks.check_positive("atol", o.atol)
     _checks.check_positive("rtol", o.rtol)
@@ -381,6 +384,33 @@ def _check_solver_options(o: SolverOptions, solver) -> None:
                 f"{', '.join(solver.options) or 'none of the solver options'}); `{name}` is an "
                 f"option of method={' / '.join(map(repr, readers))}."
             )
+
+
+def _check_correcting_xt_fn(o: SolverOptions, solver) -> None:
+    """``correcting_xt_fn(xt, t, step)``: a function; not for the adaptive solver (as the
+    reference refuses it), nor for UniPC with its corrector (whose corrected state is
+    never formed in the loop: the next row builds it from the predicted point)."""
+    fn = o.correcting_xt_fn
+    if fn is None:
+        return
+    if not callable(fn):
+        raise TypeError(
+            f"`correcting_xt_fn` must be a function f(xt, t, step) -> xt or None, got "
+            f"{type(fn).__name__}."
+        )
+    if solver.adaptive:
+        raise ValueError(
+            f"`correcting_xt_fn` does not apply with method={o.method!r}: the adaptive "
+            "solver chooses its steps on the fly (the reference implementation refuses it "
+            "too); use a fixed grid."
+        )
+    if o.method == "unipc" and o.unipc_corrector:
+        raise ValueError(
+            "`correcting_xt_fn` does not apply with method='unipc' and its corrector: the "
+            "corrected state of a step is never formed in the loop (the next step builds it "
+            "from the predicted point); pass unipc_corrector=False, or use "
+            "method='multistep'."
+        )
 
 
 def _registry():

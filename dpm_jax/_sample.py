@@ -69,6 +69,7 @@ def sample(
     karras_rho: float = 7.0,
     steps_offset: int = 0,
     correcting_x0_fn: str | Callable | None = None,
+    correcting_xt_fn: Callable | None = None,
     thresholding_max_val: Any = 1.0,
     dynamic_thresholding_ratio: Any = 0.995,
     atol: float = 0.0078,
@@ -175,6 +176,16 @@ def sample(
         default) or in rho = sigma / alpha ("rhoab").
       correcting_x0_fn: None, "dynamic_thresholding", or ``f(x0, t) -> x0``
         applied to every data prediction (DPM-Solver++) or to the final one.
+      correcting_xt_fn: ``f(xt, t, step) -> xt`` applied to the state after every step
+        (the reference implementation's hook, with its semantics: multistep methods
+        correct x_T once the model was called there (step 0) and each node's state
+        before the model is called on it (step = the node's index); singlestep methods
+        the state at the end of each outer step (step = the outer step's index, from
+        0); with ``denoise_to_zero`` the final x0 too (step = the last + 1); the
+        intermediate states returned are the corrected ones). t is a scalar of the
+        state's dtype, step an int32 scalar; traced once. Not for "adaptive", nor for
+        "unipc" with its corrector (ValueError). Inpainting: return xt with the known
+        pixels replaced by their noised values at t (see the editing guide).
       thresholding_max_val, dynamic_thresholding_ratio: dynamic thresholding's
         parameters (traced: changing them does not recompile).
       atol, rtol: tolerances of the adaptive solver, relative to the state's
@@ -259,6 +270,7 @@ def inverse(
     karras_rho: float = 7.0,
     steps_offset: int = 0,
     correcting_x0_fn: str | Callable | None = None,
+    correcting_xt_fn: Callable | None = None,
     thresholding_max_val: Any = 1.0,
     dynamic_thresholding_ratio: Any = 0.995,
     atol: float = 0.0078,

@@ -120,6 +120,7 @@ def plan_run(
     solver.check(run)
     rows = Rows(schedule, alg.data)
     solver.emit(rows, run)
+    t_states = [n.t for n in rows.nodes] + [t_end]  # where the run's points lie
     if model_times is None and options.model_timesteps is not None:
         model_times = _checked_model_times(options.model_timesteps, nodes, t_start, t_end)
     if model_times is not None:
@@ -134,7 +135,8 @@ def plan_run(
             rows.add(t_end, 0.0, {i: 1.0}, True)
         else:
             rows.add(t_end, 1.0 / alpha, {i: -p.sigma / alpha}, True)
-    return plan_from_rows(rows, alg.name, solver.include_start, options.denoise_to_zero)
+        t_states.append(t_end)
+    return plan_from_rows(rows, alg.name, solver.include_start, options.denoise_to_zero, t_states)
 
 
 def _checked_model_times(values, nodes, t_start: float, t_end: float) -> list:

@@ -39,6 +39,9 @@ class Plan:
         (the end of an outer step, or the denoised result).
       noise_coef: (R,) weight of the fresh standard normal z_i added to x_{i+1}
         (stochastic solvers; zeros otherwise).
+      t_states: (R + 1,) the time of each point x_i of the run: x_0 the start, x_{i+1}
+        the point row i computes (the next row's node; ``t_end`` for the last), what
+        ``correcting_xt_fn`` gets as its t.
 
     Static fields (part of the tree structure; changing them recompiles):
       algorithm_type: "dpmsolver" / "sde-dpmsolver" (M = eps) or "dpmsolver++" /
@@ -56,6 +59,7 @@ class Plan:
     m_coef: Any
     intermediate_rows: Any
     noise_coef: Any = None
+    t_states: Any = None
     algorithm_type: str = "dpmsolver++"
     stochastic: bool = False
     include_start: bool = False
@@ -82,7 +86,7 @@ class Plan:
         def cast(a):
             return a.astype(dtype) if isinstance(a, jax.Array) else np.asarray(a, dtype)
 
-        fields = ("t", "t_input", "alpha", "sigma", "x_coef", "m_coef", "noise_coef")
+        fields = ("t", "t_input", "alpha", "sigma", "x_coef", "m_coef", "noise_coef", "t_states")
         return dataclasses.replace(self, **{f: cast(getattr(self, f)) for f in fields})
 
 
@@ -95,21 +99,25 @@ _DATA_FIELDS = [
     "m_coef",
     "intermediate_rows",
     "noise_coef",
+    "t_states",
 ]
 _META_FIELDS = ["algorithm_type", "stochastic", "include_start", "denoise_to_zero"]
 jax.tree_util.register_dataclass(Plan, data_fields=_DATA_FIELDS, meta_fields=_META_FIELDS)
 
 
-def plan_from_rows(rows, algorithm_type: str, include_start: bool, denoise_to_zero: bool) -> Plan:
+def plan_from_rows(
+    rows, algorithm_type: str, include_start: bool, denoise_to_zero: bool, t_states
+) -> Plan:
     """The :class:`Plan` of the rows collected in a :class:`~dpm_jax.plan.rows.Rows`
-    (float64 NumPy arrays; jax arrays if any node or coefficient is a jax value)."""
+    (float64 NumPy arrays; jax arrays if any node or coefficient is a jax value);
+    ``t_states`` the times of the run's points (R + 1)."""
     x_coef, m_coef = rows.tables()
     t = [n.t for n in rows.nodes]
     t_input = [n.t_input for n in rows.nodes]
     log_alpha = [n.p.log_alpha for n in rows.nodes]
     sigma = [n.p.sigma for n in rows.nodes]
     if isinstance(x_coef, jax.Array) or any(
-        isinstance(v, jax.Array) for v in (*t, *t_input, *log_alpha, *sigma, *rows.noise)
+        isinstance(v, jax.Array) for v in (*t, *t_input, *log_alpha, *sigma, *rows.noise, *t_states)
     ):
 
         def vec(values):
@@ -123,6 +131,7 @@ def plan_from_rows(rows, algorithm_type: str, include_start: bool, denoise_to_ze
             x_coef=jnp.asarray(x_coef),
             m_coef=jnp.asarray(m_coef),
             noise_coef=vec(rows.noise),
+            t_states=vec(t_states),
         )
     else:
         arrays = dict(
@@ -133,6 +142,7 @@ def plan_from_rows(rows, algorithm_type: str, include_start: bool, denoise_to_ze
             x_coef=x_coef,
             m_coef=m_coef,
             noise_coef=np.asarray(rows.noise, np.float64),
+            t_states=np.asarray([float(v) for v in t_states], np.float64),
         )
     return Plan(
         **arrays,
