@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-MODEL_TYPES = ("noise", "x_start", "v", "score", "flow", "edm")
+MODEL_TYPES = ("noise", "x_start", "v", "score", "flow", "edm", "edm_v")
 GUIDANCE_TYPES = ("uncond", "classifier", "classifier-free")
 
 

@@ -81,7 +81,8 @@ class WrappedModel:
         t_in = jnp.broadcast_to(jnp.asarray(t_input, x.dtype), (x.shape[0],))
         x_in = x
         sd = 0.0 if self.sigma_data is None else self.sigma_data  # set for model_type="edm"
-        if self.model_type == "edm":  # EDM preconditioning (Karras et al. 2022, Table 1)
+        edm = self.model_type in ("edm", "edm_v")
+        if edm:  # EDM preconditioning (Karras et al. 2022, Table 1)
             a, s = _expand(alpha, x), _expand(sigma, x)
             norm = jnp.sqrt(s * s + (a * sd) ** 2)  # alpha sqrt(sigma^2 / alpha^2 + sd^2)
             x_in = x / norm  # c_in(sigma / alpha) * x / alpha
@@ -100,8 +101,9 @@ class WrappedModel:
                 f"{x.shape}, got {getattr(out, 'shape', type(out).__name__)}."
             )
         out = out.astype(x.dtype)
-        if self.model_type == "edm":  # D = c_skip x / alpha + c_out F, in terms of x
-            out = (sd * sd * a * x / norm + s * sd * out) / norm
+        if edm:  # D = c_skip x / alpha + c_out F, in terms of x (c_out < 0 for "edm_v")
+            c_out = s * sd if self.model_type == "edm" else -s * sd
+            out = (sd * sd * a * x / norm + c_out * out) / norm
         return out
 
     def _convert(self, out, x, alpha, sigma, data: bool):
@@ -119,7 +121,7 @@ class WrappedModel:
         kind = self.model_type
         if kind == "noise":
             return (x - s * out) / a if data else out
-        if kind in ("x_start", "edm"):
+        if kind in ("x_start", "edm", "edm_v"):
             return out if data else (x - a * out) / s
         if kind == "v":  # exact on VP schedules (alpha^2 + sigma^2 = 1); else divide by it
             pred = a * x - s * out if data else s * x + a * out
@@ -260,7 +262,9 @@ def model_wrapper(
       ``c_out = sigma sigma_data / sqrt(sigma^2 + sigma_data^2)``), with sigma =
       sigma_t / alpha_t and x / alpha_t on schedules where alpha != 1.
       ``sigma_data`` defaults to the schedule's (``schedules.edm``) or 0.5. A network
-      that already returns D(x; sigma) is ``model_type="x_start"``.
+      that already returns D(x; sigma) is ``model_type="x_start"``;
+    - "edm_v": the same with ``c_out = -sigma sigma_data / sqrt(sigma^2 + sigma_data^2)``
+      (diffusers' EDM schedulers with ``prediction_type="v_prediction"``).
 
     The solvers ask for the data prediction (DPM-Solver++) or the noise
     prediction (DPM-Solver) and get it from the output directly, so a v-, x0- or
@@ -341,10 +345,10 @@ def model_wrapper(
 
 def _check_sigma_data(model_type, sigma_data, schedule):
     if sigma_data is None:
-        if model_type != "edm":
+        if model_type not in ("edm", "edm_v"):
             return None
         return float(schedule.sigma_data) if schedule.sigma_data is not None else 0.5
-    if model_type != "edm":
+    if model_type not in ("edm", "edm_v"):
         raise ValueError(
             f"`sigma_data` is EDM's preconditioning constant; it needs "
             f"model_type='edm', got model_type={model_type!r}."
