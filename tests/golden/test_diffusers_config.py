@@ -82,6 +82,9 @@ def test_sd15_read_as_dpm_solver(tmp_path):
 
 
 def test_sdxl_euler_maps_to_ddim_on_leading_grid():
+    """Euler is the DDIM step on Euler's own "leading" grid: multiples of N // steps plus
+    the offset, its last call at timestep 1 (``spacing_rule="euler"``; before issue 22 it
+    was DPMSolverMultistep's grid, multiples of N // (steps + 1))."""
     with pytest.warns(UserWarning):
         setup = dpm_jax.from_diffusers_config(SDXL)
     assert setup.options == {
@@ -90,9 +93,12 @@ def test_sdxl_euler_maps_to_ddim_on_leading_grid():
         "algorithm_type": "dpmsolver++",
         "skip_type": "leading",
         "steps_offset": 1,
+        "spacing_rule": "euler",
         "final_sigmas_type": "zero",
     }
     assert "sample_max_value" in setup.unknown
+    plan = dpm_jax.build_plan(setup.schedule, steps=10, **setup.options)
+    np.testing.assert_array_equal(plan.t_input, np.arange(901, 0, -100))
 
 
 def test_sd3_flow_match():
