@@ -131,3 +131,11 @@ def check_corrector(correcting_x0_fn, thresholding_max_val, dynamic_thresholding
         check_positive("thresholding_max_val", thresholding_max_val)
         if "dynamic_thresholding_ratio" in CORRECTORS[correcting_x0_fn][1]:
             check_positive("dynamic_thresholding_ratio", dynamic_thresholding_ratio, upper=1.0)
+        elif not (
+            isinstance(dynamic_thresholding_ratio, (int, float))
+            and float(dynamic_thresholding_ratio) == 0.995
+        ):
+            raise ValueError(
+                f"`dynamic_thresholding_ratio` does not apply with correcting_x0_fn="
+                f"{correcting_x0_fn!r} (it clips x0 to +-thresholding_max_val); drop it."
+            )

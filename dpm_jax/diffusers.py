@@ -223,6 +223,12 @@ _PREDICTION = {
 }
 #: Keys that only record provenance (diffusers writes them; they change nothing).
 _META = ("_class_name", "_diffusers_version", "_name_or_path", "_use_default_values")
+#: The classes that replace a zero-terminal-SNR table's last alphas_cumprod by 2^-24.
+_TINY_LAST_ABAR = (
+    "DPMSolverMultistepScheduler",
+    "UniPCMultistepScheduler",
+    "EulerDiscreteScheduler",
+)
 _DPM_FAMILY = (
     "DPMSolverMultistepScheduler",
     "DPMSolverSinglestepScheduler",
@@ -240,7 +246,9 @@ NOTE_UNIPC_FLOW = (
 )
 NOTE_FLOW_TIME = (
     "flow models get their exact time 1000 sigma; diffusers truncates it to an integer "
-    "timestep (up to 1 apart; a network that reads it as a float sees the difference)."
+    "timestep (up to 1 apart): on diffusers' dummy loop, whose model reads the time, "
+    "1.5e-6 (DPMSolverMultistep, flow_shift=5) and 3.2e-6 (DEIS, mu=0.8) apart; with the "
+    "integer timestep both agree to 1e-13."
 )
 
 
@@ -377,13 +385,15 @@ def _discrete_schedule(cls, c, notes) -> Schedule:
         raise ValueError(f"{cls}: every beta must lie in (0, 1).")
     abar = np.cumprod(1.0 - betas)
     if _flag(cls, "rescale_betas_zero_snr", c.get("rescale_betas_zero_snr", False)):
-        # Exact zero terminal SNR (alpha_T = 0). diffusers instead sets the last
-        # alphas_cumprod to 2^-24 (which is then larger than the one before it).
-        notes.append(
-            "rescale_betas_zero_snr: dpm_jax starts exactly at alpha_T = 0 (lambda = -inf); "
-            "diffusers replaces alphas_cumprod[-1] = 0 by 2^-24 (sigma 4096): 1.6e-4 apart "
-            "on the golden Gaussian-mixture run (tests/golden/test_diffusers_golden.py, D010)."
-        )
+        # Exact zero terminal SNR (alpha_T = 0). DPMSolverMultistep, UniPC and Euler
+        # instead set the last alphas_cumprod to 2^-24 (DDIM keeps 0).
+        if cls in _TINY_LAST_ABAR:
+            notes.append(
+                "rescale_betas_zero_snr: dpm_jax starts exactly at alpha_T = 0 (lambda = "
+                "-inf); diffusers replaces alphas_cumprod[-1] = 0 by 2^-24 (sigma 4096): "
+                "6.3e-5 apart on diffusers' dummy loop (DPMSolverMultistep, trailing, "
+                "v_prediction, 10 steps), 1.6e-4 on the Gaussian-mixture golden run (D010)."
+            )
         return schedules.discrete(
             alphas_cumprod=abar,
             lambda_clip=None,
@@ -702,6 +712,18 @@ def _dpm_family(cls, c, notes, mu):
         opts.update(_spacing(cls, {**c, "timestep_spacing": "linspace", "steps_offset": 0}, notes))
     else:
         opts.update(_spacing(cls, c, notes, lu=cls == "DPMSolverMultistepScheduler"))
+        if (
+            cls == "DPMSolverMultistepScheduler"
+            and c["beta_schedule"] == "squaredcos_cap_v2"
+            and c["trained_betas"] is None
+            and opts["skip_type"] in ("karras", "lu")
+        ):
+            notes.append(
+                f"squaredcos_cap_v2 with skip_type={opts['skip_type']!r}: diffusers truncates "
+                "these timesteps (elsewhere it rounds them), dpm_jax rounds: the network's "
+                "time input is up to 1 apart (the noise levels are equal); 7.0e-6 on "
+                "diffusers' dummy loop (karras, 10 steps, where diffusers repeats timesteps)."
+            )
     opts["final_sigmas_type"] = final
     return schedule, model_type, opts
 
@@ -743,7 +765,9 @@ def _dpm_flow(cls, c, notes, mu, model_type, opts, final):
     if final != "zero":
         notes.append(
             "final_sigmas_type='sigma_min' with flow sigmas: dpm_jax ends on the data "
-            "(sigma = 0); diffusers' last step goes to the beta table's first sigma."
+            "(sigma = 0); diffusers' last step goes to the beta table's first sigma "
+            "(sigma / alpha of alphas_cumprod[0], taken as a flow sigma): 4.0e-3 apart on "
+            "diffusers' dummy loop (DPMSolverMultistep, 10 steps)."
         )
     opts.update(
         skip_type="time_uniform", t_start=1.0 - 1.0 / n, t_end=0.0, final_sigmas_type="zero"

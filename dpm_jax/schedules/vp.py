@@ -80,8 +80,8 @@ def discrete(
     >>> z = discrete(betas=np.linspace(1e-4, 0.02, 1000), rescale_zero_terminal_snr=True)
     >>> float(z.marginal_alpha(np.float64(1.0))), float(z.marginal_lambda(np.float64(1.0)))
     (0.0, -inf)
-    >>> k = discrete(betas=np.linspace(1e-4, 0.02, 1100), time_input="index")
-    >>> float(k.time_input(np.float64(1100 / 1100)))
+    >>> k = discrete(betas=np.linspace(1e-4, 0.02, 1100), lambda_clip=None, time_input="index")
+    >>> float(k.time_input(np.float64(1.0)))  # the last table entry, n = 1099
     1099.0
     """
     if time_input not in ("reference", "index"):
