@@ -604,6 +604,15 @@ EXTRA = [
     ),
     (
         "extra",
+        "unipc_flow_karras",
+        UP,
+        {**FLOW_MS, "use_karras_sigmas": True, "sigma_min": 0.01, "sigma_max": 200.0},
+        "plain",
+        10,
+        {},
+    ),
+    (
+        "extra",
         "ddim_zero_snr_trailing_v",
         DDIM,
         {
