@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-MODEL_TYPES = ("noise", "x_start", "v", "score", "flow", "edm")
+MODEL_TYPES = ("noise", "x_start", "v", "score", "flow", "edm", "edm_v")
 GUIDANCE_TYPES = ("uncond", "classifier", "classifier-free")
 
 
@@ -116,15 +116,26 @@ def check_state(name: str, x) -> None:
 
 
 def check_corrector(correcting_x0_fn, thresholding_max_val, dynamic_thresholding_ratio) -> None:
+    from dpm_jax._corrections import CORRECTORS
+
     if correcting_x0_fn is None or callable(correcting_x0_fn):
         pass
     elif isinstance(correcting_x0_fn, str):
-        check_choice("correcting_x0_fn", correcting_x0_fn, ("dynamic_thresholding",))
+        check_choice("correcting_x0_fn", correcting_x0_fn, tuple(CORRECTORS))
     else:
         raise TypeError(
-            "`correcting_x0_fn` must be None, 'dynamic_thresholding' or a function "
-            f"f(x0, t) -> x0, got {type(correcting_x0_fn).__name__}."
+            f"`correcting_x0_fn` must be None, one of {', '.join(map(repr, CORRECTORS))} "
+            f"or a function f(x0, t) -> x0, got {type(correcting_x0_fn).__name__}."
         )
-    if correcting_x0_fn == "dynamic_thresholding":
+    if isinstance(correcting_x0_fn, str):
         check_positive("thresholding_max_val", thresholding_max_val)
-        check_positive("dynamic_thresholding_ratio", dynamic_thresholding_ratio, upper=1.0)
+        if "dynamic_thresholding_ratio" in CORRECTORS[correcting_x0_fn][1]:
+            check_positive("dynamic_thresholding_ratio", dynamic_thresholding_ratio, upper=1.0)
+        elif not (
+            isinstance(dynamic_thresholding_ratio, (int, float))
+            and float(dynamic_thresholding_ratio) == 0.995
+        ):
+            raise ValueError(
+                f"`dynamic_thresholding_ratio` does not apply with correcting_x0_fn="
+                f"{correcting_x0_fn!r} (it clips x0 to +-thresholding_max_val); drop it."
+            )

@@ -364,7 +364,7 @@ def _check_alpha_zero(model, plan: Plan) -> None:
             "flow-prediction network with dpm_jax.model_wrapper(..., model_type="
             "'v' / 'x_start' / 'flow'), or start at t_start < T."
         )
-    if kind == "edm":
+    if kind in ("edm", "edm_v"):
         raise ValueError(
             "This plan evaluates the model at alpha = 0 (pure noise), where EDM's "
             "preconditioning (model_type='edm') needs the noise level sigma / alpha, "

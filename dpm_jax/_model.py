@@ -111,7 +111,7 @@ class WrappedModel:
         if self.integer_time:  # the planned inputs are integers (checked on the host)
             t_in = jnp.round(t_in).astype(jnp.int32)
         x_in = x
-        if self.model_type == "edm":
+        if self.model_type in ("edm", "edm_v"):
             x_in = x / self._edm_norm(x, alpha, sigma)
             t_in = jnp.broadcast_to(
                 0.25
@@ -134,11 +134,12 @@ class WrappedModel:
                 f"{x.shape}, got {getattr(out, 'shape', type(out).__name__)}."
             )
         out = out.astype(x.dtype)
-        if self.model_type == "edm":
+        if self.model_type in ("edm", "edm_v"):  # c_out < 0 for "edm_v"
             sd = 0.0 if self.sigma_data is None else self.sigma_data
             a, s = _expand(alpha, x), _expand(sigma, x)
             norm = self._edm_norm(x, alpha, sigma)
-            out = (sd * sd * a * x / norm + s * sd * out) / norm
+            c_out = s * sd if self.model_type == "edm" else -s * sd
+            out = (sd * sd * a * x / norm + c_out * out) / norm
         return out
 
     def _net(self, x, t_input, alpha, sigma, cond=None, kwargs=None):
@@ -163,7 +164,7 @@ class WrappedModel:
         kind = self.model_type
         if kind == "noise":
             return (x - s * out) / a if data else out
-        if kind in ("x_start", "edm"):
+        if kind in ("x_start", "edm", "edm_v"):
             return out if data else (x - a * out) / s
         if kind == "v":  # exact on VP schedules (alpha^2 + sigma^2 = 1); else divide by it
             pred = a * x - s * out if data else s * x + a * out
@@ -315,7 +316,9 @@ def model_wrapper(
       ``c_out = sigma sigma_data / sqrt(sigma^2 + sigma_data^2)``), with sigma =
       sigma_t / alpha_t and x / alpha_t on schedules where alpha != 1.
       ``sigma_data`` defaults to the schedule's (``schedules.edm``) or 0.5. A network
-      that already returns D(x; sigma) is ``model_type="x_start"``.
+      that already returns D(x; sigma) is ``model_type="x_start"``;
+    - "edm_v": the same with ``c_out = -sigma sigma_data / sqrt(sigma^2 + sigma_data^2)``
+      (diffusers' EDM schedulers with ``prediction_type="v_prediction"``).
 
     The solvers ask for the data prediction (DPM-Solver++) or the noise
     prediction (DPM-Solver) and get it from the output directly, so a v-, x0- or
@@ -367,7 +370,7 @@ def model_wrapper(
     _checks.check_choice("model_type", model_type, _checks.MODEL_TYPES)
     _checks.check_choice("guidance_type", guidance_type, _checks.GUIDANCE_TYPES)
     integer_time = _checks.check_bool("integer_time", integer_time)
-    if integer_time and model_type == "edm":
+    if integer_time and model_type in ("edm", "edm_v"):
         raise ValueError(
             "`integer_time=True` does not apply with model_type='edm' (its network gets "
             "c_noise = log(sigma) / 4, not a timestep)."
@@ -420,10 +423,10 @@ def model_wrapper(
 
 def _check_sigma_data(model_type, sigma_data, schedule):
     if sigma_data is None:
-        if model_type != "edm":
+        if model_type not in ("edm", "edm_v"):
             return None
         return float(schedule.sigma_data) if schedule.sigma_data is not None else 0.5
-    if model_type != "edm":
+    if model_type not in ("edm", "edm_v"):
         raise ValueError(
             f"`sigma_data` is EDM's preconditioning constant; it needs "
             f"model_type='edm', got model_type={model_type!r}."

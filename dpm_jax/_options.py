@@ -40,6 +40,7 @@ SkipType = Literal[
     "linspace",
     "leading",
     "trailing",
+    "lu",
 ]
 Method = Literal[
     "singlestep",
@@ -58,9 +59,14 @@ Multistep3Variant = Literal["reference", "third_order"]
 UniPCVariant = Literal["bh1", "bh2"]
 IPNDMVariant = Literal["fixed", "v"]
 DEISVariant = Literal["tab", "rhoab"]
-FinalSigmasType = Literal["zero", "sigma_min", "repeat"]
+FinalSigmasType = Literal["zero", "sigma_min", "repeat", "sigma_max"]
+SpacingRule = Literal["dpmsolver", "ddim", "euler"]
 ErrorNorm = Literal["batch", "per_sample"]
-Corrector = Literal["dynamic_thresholding"] | Callable | None
+Corrector = (
+    Literal["dynamic_thresholding", "dynamic_thresholding_diffusers", "static_thresholding"]
+    | Callable
+    | None
+)
 
 SOLVER_TYPES = ("dpmsolver", "taylor")
 MULTISTEP3_VARIANTS = ("reference", "third_order")
@@ -81,7 +87,8 @@ SOLVER_OPTIONS = (
 #: Of these, the ones every solver refuses when set for another solver (the older ones are
 #: ignored by the solvers that do not read them, as before).
 STRICT_SOLVER_OPTIONS = ("ipndm_variant", "deis_variant")
-FINAL_SIGMAS_TYPES = ("zero", "sigma_min", "repeat")
+FINAL_SIGMAS_TYPES = ("zero", "sigma_min", "repeat", "sigma_max")
+SPACING_RULES = ("dpmsolver", "ddim", "euler")
 ERROR_NORMS = ("batch", "per_sample")
 DEFAULT_STEPS = 20
 
@@ -131,6 +138,8 @@ class SolverOptions(Mapping):
     euler_at_final: bool = False
     karras_rho: float = 7.0
     steps_offset: int = 0
+    spacing_rule: SpacingRule = "dpmsolver"
+    begin_index: int = 0
     correcting_x0_fn: Corrector = None
     correcting_xt_fn: Callable | None = None
     thresholding_max_val: Any = 1.0
@@ -351,6 +360,8 @@ def _validate(o: SolverOptions) -> None:
         _checks.check_choice("final_sigmas_type", o.final_sigmas_type, FINAL_SIGMAS_TYPES)
     _checks.check_positive("karras_rho", o.karras_rho)
     _checks.check_int("steps_offset", o.steps_offset, 0)
+    _checks.check_choice("spacing_rule", o.spacing_rule, SPACING_RULES)
+    _set_field(o, "begin_index", _checks.check_int("begin_index", o.begin_index, 0))
     _checks.check_corrector(
         o.correcting_x0_fn, o.thresholding_max_val, o.dynamic_thresholding_ratio
     )
@@ -471,6 +482,8 @@ def _check_grid(o: SolverOptions) -> None:
         "final_sigmas_type",
         "karras_rho",
         "steps_offset",
+        "spacing_rule",
+        "begin_index",
     ):
         if not _same(getattr(o, other), defaults[other]):
             raise ValueError(

@@ -102,7 +102,9 @@ def finish_row(x_next, row, last: int, final_fn=None, xt_fn=None):
     """After the linear update: the final x0's correction (``final_fn``, row ``last``),
     then ``correcting_xt_fn`` on the states of the run."""
     if final_fn is not None:
-        x_next = jax.lax.cond(row["k"] == last, final_fn, lambda u, t: u, x_next, row["t"])
+        x_next = jax.lax.cond(
+            row["k"] == last, lambda u, t: final_fn(u, t), lambda u, t: u, x_next, row["t"]
+        )
     if xt_fn is not None:
         x_next = jax.lax.cond(
             row["cs"] >= 0,

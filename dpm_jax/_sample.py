@@ -68,6 +68,8 @@ def sample(
     euler_at_final: bool = False,
     karras_rho: float = 7.0,
     steps_offset: int = 0,
+    spacing_rule: str = "dpmsolver",
+    begin_index: int = 0,
     correcting_x0_fn: str | Callable | None = None,
     correcting_xt_fn: Callable | None = None,
     thresholding_max_val: Any = 1.0,
@@ -122,11 +124,12 @@ def sample(
       skip_type: the time grid (default "time_uniform"): "time_uniform",
         "logSNR", "time_quadratic" (the reference implementation's), "karras"
         (sigma^(1/rho) uniform with sigma = sigma_t / alpha_t = e^{-lambda}; see
-        ``dpm_jax.grid_nodes``), "exponential" (log sigma uniform), or diffusers'
-        spacings of a discrete table "linspace", "leading", "trailing" (integer
-        timesteps, with ``steps_offset``). The last five follow diffusers' grid
-        and order rules (``steps`` model nodes plus a final node, see
-        ``final_sigmas_type``).
+        ``dpm_jax.grid_nodes``), "exponential" (log sigma uniform), "lu" (the
+        same, uniform in lambda, with rounded table timesteps: diffusers'
+        ``use_lu_lambdas``), or diffusers' spacings of a discrete table "linspace",
+        "leading", "trailing" (integer timesteps, with ``steps_offset``). The last
+        six follow diffusers' grid and order rules (``steps`` model nodes plus a
+        final node, see ``final_sigmas_type``).
       t_start, t_end: the time span, default ``schedule.T`` and ``schedule.t_eps``.
       timesteps: an explicit grid instead of ``skip_type`` / ``t_start`` /
         ``t_end``: the solver's nodes from first to last as times t in the
@@ -155,10 +158,22 @@ def sample(
         final node after ``steps`` model nodes: "zero" (the data, sigma = 0,
         reached by a first-order step; the default of the diffusers spacings),
         "sigma_min" (``schedule.t_eps``) or "repeat" (the last model node again: a
-        zero-length last step, as diffusers' DEIS scheduler has).
+        zero-length last step, as diffusers' DEIS scheduler has); for
+        :func:`inverse`, "sigma_max": diffusers' upward grid of
+        DPMSolverMultistepInverseScheduler (ending on the table's noisiest entry).
       euler_at_final: make the last step first order (diffusers' option).
       karras_rho: rho of ``skip_type="karras"`` (7, Karras et al. 2022).
       steps_offset: added to diffusers' "leading" timesteps.
+      spacing_rule: whose timesteps diffusers' spacings of a discrete table give:
+        "dpmsolver" (DPMSolverMultistep / Singlestep, UniPC, DEIS: ``steps`` calls
+        above timestep 0), "ddim" (DDIMScheduler: the last call at timestep 0,
+        "leading" multiples of N // steps, each step ending at t - N // steps) or
+        "euler" (Euler / Heun: as DDIM, fractional "linspace" timesteps whose sigma
+        is interpolated linearly in the index, fractional karras timesteps).
+      begin_index: start at node ``begin_index`` of diffusers' grid of ``steps``
+        (image-to-image: ``steps - begin_index`` model calls from that node, with
+        the full grid's orders and a new warm-up); x_T is then the state there,
+        ``alpha x0 + sigma noise`` with the plan's first alpha and sigma.
       solver_type: "dpmsolver" or "taylor", the form of the high-order terms.
       lower_order_final: use lower orders for the last steps when steps < 10
         (multistep; the reference implementation's rule; with diffusers' grids
@@ -174,7 +189,11 @@ def sample(
         uniform in sigma / alpha) or "v" (weights exact on any grid).
       deis_variant: DEIS's extrapolation of eps: a polynomial in t ("tab",
         default) or in rho = sigma / alpha ("rhoab").
-      correcting_x0_fn: None, "dynamic_thresholding", or ``f(x0, t) -> x0``
+      correcting_x0_fn: None, "dynamic_thresholding" (the reference's: x0
+        clipped to +-q and divided by q = max(quantile, thresholding_max_val)),
+        "dynamic_thresholding_diffusers" (diffusers': q = the quantile clamped to
+        [1, thresholding_max_val]), "static_thresholding" (x0 clipped to
+        +-thresholding_max_val: diffusers' ``clip_sample``), or ``f(x0, t) -> x0``
         applied to every data prediction (DPM-Solver++) or to the final one.
       correcting_xt_fn: ``f(xt, t, step) -> xt`` applied to the state after every step
         (the reference implementation's hook, with its semantics: multistep methods
@@ -186,8 +205,8 @@ def sample(
         state's dtype, step an int32 scalar; traced once. Not for "adaptive", nor for
         "unipc" with its corrector (ValueError). Inpainting: return xt with the known
         pixels replaced by their noised values at t (see the editing guide).
-      thresholding_max_val, dynamic_thresholding_ratio: dynamic thresholding's
-        parameters (traced: changing them does not recompile).
+      thresholding_max_val, dynamic_thresholding_ratio: the thresholds' parameters
+        (traced: changing them does not recompile).
       atol, rtol: tolerances of the adaptive solver, relative to the state's
         marginal scale sqrt(alpha_t^2 + sigma_t^2) (1 on VP schedules).
       error_norm: adaptive only: "batch" (the reference: one step sequence for
@@ -269,6 +288,8 @@ def inverse(
     euler_at_final: bool = False,
     karras_rho: float = 7.0,
     steps_offset: int = 0,
+    spacing_rule: str = "dpmsolver",
+    begin_index: int = 0,
     correcting_x0_fn: str | Callable | None = None,
     correcting_xt_fn: Callable | None = None,
     thresholding_max_val: Any = 1.0,

@@ -14,16 +14,18 @@ options of :func:`dpm_jax.sample` that reproduce that scheduler:
 ('v', 'karras', 'multistep')
 
 Then ``dpm_jax.sample(dpm_jax.model_wrapper(net, setup.schedule,
-model_type=setup.model_type), x_T, setup.schedule, steps=20, **setup.options)``.
+model_type=setup.model_type), x_T, setup.schedule, steps=20, **setup.options)``
+(``dpm_jax.inverse`` where ``setup.inverse``).
 
-DPMSolverMultistep, DPMSolverSinglestep and UniPCMultistep configurations are
-reproduced exactly (checked against diffusers in ``tests/golden/test_diffusers_golden.py``)
-with two documented differences: dpm_jax computes in float64 where diffusers
-uses float32 tables, and a flow model gets its exact time ``1000 sigma`` where
-diffusers truncates it to an integer. DDIM, Euler and FlowMatchEuler
-configurations map to the first-order DPM-Solver++ step (which *is* DDIM, and
-Euler in sigma = sigma_t / alpha_t, and flow-matching Euler) on dpm_jax's grid
-of the same spacing; their own time grids differ slightly (``notes`` says how).
+Every class it reads is reproduced on diffusers' own grid, checked against
+diffusers 0.42.1 in ``tests/golden/`` (``test_diffusers_golden.py``,
+``test_deis_golden.py``, ``test_diffusers_suite.py``: diffusers' own full-loop
+tests), with the differences that remain named in ``notes`` with their size:
+dpm_jax computes in float64 where diffusers uses float32 tables; a flow model
+gets its exact time ``1000 sigma`` where diffusers truncates it to an integer;
+zero-terminal-SNR tables end at alpha = 0 exactly. :data:`DEFAULTS` lists the
+classes and keys read; the module's docs page (``docs/migrating.md``) what each
+maps to and what is refused.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from dpm_jax import schedules
 from dpm_jax._options import SolverOptions
 from dpm_jax.schedules import Schedule
 
-__all__ = ["DiffusersSetup", "from_diffusers_config"]
+__all__ = ["DiffusersSetup", "from_diffusers_config", "DEFAULTS"]
 
 _INF = float("inf")
 _BETAS = {
@@ -58,8 +60,23 @@ _FLOW = {
     "use_dynamic_shifting": False,
     "time_shift_type": "exponential",
 }
+_DPM = {
+    "solver_order": 2,
+    "prediction_type": "epsilon",
+    "algorithm_type": "dpmsolver++",
+    "solver_type": "midpoint",
+}
+_EDM = {
+    "sigma_min": 0.002,
+    "sigma_max": 80.0,
+    "sigma_data": 0.5,
+    "sigma_schedule": "karras",
+    "num_train_timesteps": 1000,
+    "prediction_type": "epsilon",
+    "rho": 7.0,
+}
 
-#: The constructor arguments (and defaults) of the supported diffusers schedulers
+#: The constructor arguments (and defaults) of the diffusers schedulers read here
 #: (diffusers 0.42). Keys outside these are reported as unknown.
 DEFAULTS: dict[str, dict[str, Any]] = {
     "DPMSolverMultistepScheduler": {
@@ -67,10 +84,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         **_THRESH,
         **_SIGMAS,
         **_FLOW,
-        "solver_order": 2,
-        "prediction_type": "epsilon",
-        "algorithm_type": "dpmsolver++",
-        "solver_type": "midpoint",
+        **_DPM,
         "lower_order_final": True,
         "euler_at_final": False,
         "use_lu_lambdas": False,
@@ -81,15 +95,26 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "steps_offset": 0,
         "rescale_betas_zero_snr": False,
     },
+    "DPMSolverMultistepInverseScheduler": {
+        **_BETAS,
+        **_THRESH,
+        **_SIGMAS,
+        "use_flow_sigmas": False,
+        "flow_shift": 1.0,
+        **_DPM,
+        "lower_order_final": True,
+        "euler_at_final": False,
+        "lambda_min_clipped": -_INF,
+        "variance_type": None,
+        "timestep_spacing": "linspace",
+        "steps_offset": 0,
+    },
     "DPMSolverSinglestepScheduler": {
         **_BETAS,
         **_THRESH,
         **_SIGMAS,
         **_FLOW,
-        "solver_order": 2,
-        "prediction_type": "epsilon",
-        "algorithm_type": "dpmsolver++",
-        "solver_type": "midpoint",
+        **_DPM,
         "lower_order_final": False,
         "final_sigmas_type": "zero",
         "lambda_min_clipped": -_INF,
@@ -119,10 +144,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         **_BETAS,
         **_THRESH,
         **_SIGMAS,
-        "use_flow_sigmas": False,
-        "flow_shift": 1.0,
-        "use_dynamic_shifting": False,
-        "time_shift_type": "exponential",
+        **_FLOW,
         "solver_order": 2,
         "prediction_type": "epsilon",
         "algorithm_type": "deis",
@@ -155,6 +177,28 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "rescale_betas_zero_snr": False,
         "final_sigmas_type": "zero",
     },
+    "HeunDiscreteScheduler": {
+        **_BETAS,
+        "beta_start": 0.00085,
+        "beta_end": 0.012,
+        **_SIGMAS,
+        "prediction_type": "epsilon",
+        "clip_sample": False,
+        "clip_sample_range": 1.0,
+        "timestep_spacing": "linspace",
+        "steps_offset": 0,
+    },
+    "EDMEulerScheduler": {**_EDM, "final_sigmas_type": "zero"},
+    "EDMDPMSolverMultistepScheduler": {
+        **_EDM,
+        "solver_order": 2,
+        **_THRESH,
+        "algorithm_type": "dpmsolver++",
+        "solver_type": "midpoint",
+        "lower_order_final": True,
+        "euler_at_final": False,
+        "final_sigmas_type": "zero",
+    },
     "FlowMatchEulerDiscreteScheduler": {
         "num_train_timesteps": 1000,
         "shift": 1.0,
@@ -179,6 +223,33 @@ _PREDICTION = {
 }
 #: Keys that only record provenance (diffusers writes them; they change nothing).
 _META = ("_class_name", "_diffusers_version", "_name_or_path", "_use_default_values")
+#: The classes that replace a zero-terminal-SNR table's last alphas_cumprod by 2^-24.
+_TINY_LAST_ABAR = (
+    "DPMSolverMultistepScheduler",
+    "UniPCMultistepScheduler",
+    "EulerDiscreteScheduler",
+)
+_DPM_FAMILY = (
+    "DPMSolverMultistepScheduler",
+    "DPMSolverSinglestepScheduler",
+    "UniPCMultistepScheduler",
+)
+
+#: Differences that remain, with their size on diffusers' dummy loop
+#: (``tests/golden/test_diffusers_suite.py``; max |dpm_jax - diffusers float64| over
+#: the final sample of 768 values, diffusers' ``sample * t / (t + 1)`` model).
+NOTE_UNIPC_FLOW = (
+    "UniPC flow sigmas: diffusers starts at sigma = 1 - 1e-6 (timestep 999) and corrects "
+    "its first step; dpm_jax starts at sigma = 1 exactly (alpha = 0), where UniC would "
+    "reach back to pure noise and is skipped. Max difference on diffusers' dummy loop "
+    "(10 steps): 9.3e-5 with flow_shift=5, 4.7e-4 with use_dynamic_shifting (mu=0.8)."
+)
+NOTE_FLOW_TIME = (
+    "flow models get their exact time 1000 sigma; diffusers truncates it to an integer "
+    "timestep (up to 1 apart): on diffusers' dummy loop, whose model reads the time, "
+    "1.5e-6 (DPMSolverMultistep, flow_shift=5) and 3.2e-6 (DEIS, mu=0.8) apart; with the "
+    "integer timestep both agree to 1e-13."
+)
 
 
 class DiffusersSetup(NamedTuple):
@@ -186,14 +257,17 @@ class DiffusersSetup(NamedTuple):
 
     Attributes:
       schedule: the noise schedule.
-      model_type: for :func:`dpm_jax.model_wrapper` ("noise", "x_start", "v", "flow").
-      options: the :class:`~dpm_jax.SolverOptions` of the scheduler (all but ``steps``);
-        a mapping of the options that differ from dpm_jax's defaults, usable as
-        ``dpm_jax.sample(..., steps=n, **setup.options)``.
+      model_type: for :func:`dpm_jax.model_wrapper` ("noise", "x_start", "v", "flow",
+        "edm", "edm_v").
+      options: the :class:`~dpm_jax.SolverOptions` of the scheduler (all but ``steps``,
+        unless the grid is explicit); a mapping of the options that differ from
+        dpm_jax's defaults, usable as ``dpm_jax.sample(..., steps=n, **setup.options)``.
       scheduler: the diffusers class name.
       unknown: keys of the config that the scheduler class does not have (also warned).
       notes: where the result differs from the diffusers scheduler, or a key was
         accepted but has no effect here (also warned).
+      inverse: the scheduler integrates from data to noise
+        (DPMSolverMultistepInverseScheduler): run it with :func:`dpm_jax.inverse`.
     """
 
     schedule: Schedule
@@ -202,6 +276,7 @@ class DiffusersSetup(NamedTuple):
     scheduler: str
     unknown: tuple
     notes: tuple
+    inverse: bool = False
 
 
 def _load(config) -> dict:
@@ -271,10 +346,15 @@ def _flag(cls, key, value):
     return value
 
 
-def _betas(cls, c) -> np.ndarray:
+def _train_steps(cls, c) -> int:
     n = c["num_train_timesteps"]
     if isinstance(n, bool) or not isinstance(n, int) or n < 2:
         raise ValueError(f"{cls}: `num_train_timesteps` must be an int >= 2, got {n!r}.")
+    return n
+
+
+def _betas(cls, c) -> np.ndarray:
+    n = _train_steps(cls, c)
     if c["trained_betas"] is not None:
         b = np.asarray(c["trained_betas"], np.float64)
         if b.ndim != 1 or b.shape[0] < 2:
@@ -298,60 +378,86 @@ def _betas(cls, c) -> np.ndarray:
 
 
 def _discrete_schedule(cls, c, notes) -> Schedule:
+    """The table; the network gets the table index as its time (``time_input="index"``,
+    what diffusers passes, = 1000 (t - 1/N) for N = 1000)."""
     betas = _betas(cls, c)
     if np.any(betas <= 0) or np.any(betas >= 1):
         raise ValueError(f"{cls}: every beta must lie in (0, 1).")
     abar = np.cumprod(1.0 - betas)
     if _flag(cls, "rescale_betas_zero_snr", c.get("rescale_betas_zero_snr", False)):
-        # Exact zero terminal SNR (alpha_T = 0). diffusers instead sets the last
-        # alphas_cumprod to 2^-24 (which is then larger than the one before it).
-        notes.append(
-            "rescale_betas_zero_snr: dpm_jax starts exactly at alpha_T = 0 (lambda = -inf); "
-            "diffusers replaces alphas_cumprod[-1] = 0 by 2^-24."
-        )
+        # Exact zero terminal SNR (alpha_T = 0). DPMSolverMultistep, UniPC and Euler
+        # instead set the last alphas_cumprod to 2^-24 (DDIM keeps 0).
+        if cls in _TINY_LAST_ABAR:
+            notes.append(
+                "rescale_betas_zero_snr: dpm_jax starts exactly at alpha_T = 0 (lambda = "
+                "-inf); diffusers replaces alphas_cumprod[-1] = 0 by 2^-24 (sigma 4096): "
+                "6.3e-5 apart on diffusers' dummy loop (DPMSolverMultistep, trailing, "
+                "v_prediction, 10 steps), 1.6e-4 on the Gaussian-mixture golden run (D010)."
+            )
         return schedules.discrete(
-            alphas_cumprod=abar, lambda_clip=None, rescale_zero_terminal_snr=True
+            alphas_cumprod=abar,
+            lambda_clip=None,
+            rescale_zero_terminal_snr=True,
+            time_input="index",
         )
-    return schedules.discrete(alphas_cumprod=abar, lambda_clip=None)
+    return schedules.discrete(alphas_cumprod=abar, lambda_clip=None, time_input="index")
 
 
-def _spacing(cls, c, notes) -> dict:
-    """skip_type (and karras / exponential) of a discrete table."""
-    flags = [
-        k
-        for k in (
-            "use_karras_sigmas",
-            "use_exponential_sigmas",
-            "use_beta_sigmas",
-            "use_lu_lambdas",
-        )
-        if _flag(cls, k, c.get(k, False))
-    ]
+def _sigma_flags(cls, c, keys=("use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas")):
+    flags = [k for k in keys if _flag(cls, k, c.get(k, False))]
     if len(flags) > 1:
         raise ValueError(f"{cls}: only one of {', '.join(flags)} may be true.")
-    if flags and flags[0] in ("use_beta_sigmas", "use_lu_lambdas"):
+    if flags and flags[0] == "use_beta_sigmas":
         raise ValueError(
-            f"{cls}: `{flags[0]}` is not supported by dpm_jax (use_karras_sigmas, "
+            f"{cls}: `use_beta_sigmas` is not supported by dpm_jax (use_karras_sigmas, "
             "use_exponential_sigmas and timestep_spacing are)."
         )
+    return flags[0] if flags else None
+
+
+_SIGMA_SKIP = {
+    "use_karras_sigmas": "karras",
+    "use_exponential_sigmas": "exponential",
+    "use_lu_lambdas": "lu",
+}
+
+
+def _offset(cls, c) -> int:
+    offset = c.get("steps_offset", 0)
+    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+        raise ValueError(f"{cls}: `steps_offset` must be an int >= 0, got {offset!r}.")
+    return offset
+
+
+def _spacing(cls, c, notes, rule="dpmsolver", lu=False) -> dict:
+    """skip_type (karras / exponential / lu, or timestep_spacing) of a discrete table."""
+    keys = ("use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas")
+    flag = _sigma_flags(cls, c, (*keys, "use_lu_lambdas") if lu else keys)
     for key in ("sigma_min", "sigma_max"):
         if c.get(key) is not None:
             raise ValueError(
-                f"{cls}: `{key}` other than null is not supported by dpm_jax; pass "
-                "t_start / t_end to dpm_jax.sample instead."
+                f"{cls}: `{key}` other than null is not supported by dpm_jax on a beta "
+                "table; pass t_start / t_end to dpm_jax.sample instead."
             )
-    if flags:
-        return {"skip_type": "karras" if flags[0] == "use_karras_sigmas" else "exponential"}
     spacing = _choice(
         cls,
         "timestep_spacing",
         c.get("timestep_spacing", "linspace"),
         ("linspace", "leading", "trailing"),
     )
-    offset = c.get("steps_offset", 0)
-    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
-        raise ValueError(f"{cls}: `steps_offset` must be an int >= 0, got {offset!r}.")
-    out = {"skip_type": spacing}
+    offset = _offset(cls, c)
+    rule_opt = {} if rule == "dpmsolver" else {"spacing_rule": rule}
+    if flag:
+        if rule != "dpmsolver" and spacing != "linspace":
+            # Euler / Heun convert the sigmas of their timestep grid, whose ends then
+            # are not the table's
+            raise ValueError(
+                f"{cls}: `{flag}` with timestep_spacing={spacing!r} is not supported "
+                "(diffusers takes the karras / exponential range from that grid's ends); "
+                "use timestep_spacing='linspace'."
+            )
+        return {"skip_type": _SIGMA_SKIP[flag], **rule_opt}
+    out = {"skip_type": spacing, **rule_opt}
     if spacing == "leading":
         out["steps_offset"] = offset
     elif offset:
@@ -362,16 +468,12 @@ def _spacing(cls, c, notes) -> dict:
     return out
 
 
-def _thresholding(cls, c, notes) -> dict:
+def _thresholding(cls, c) -> dict:
+    """diffusers' dynamic thresholding (its quantile clamped to [1, sample_max_value])."""
     if not _flag(cls, "thresholding", c.get("thresholding", False)):
         return {}
-    notes.append(
-        "thresholding: dpm_jax's dynamic thresholding divides by "
-        "max(quantile, sample_max_value) (the reference DPM-Solver's rule); diffusers "
-        "clamps the quantile to [1, sample_max_value]."
-    )
     return {
-        "correcting_x0_fn": "dynamic_thresholding",
+        "correcting_x0_fn": "dynamic_thresholding_diffusers",
         "thresholding_max_val": _number(cls, "sample_max_value", c["sample_max_value"]),
         "dynamic_thresholding_ratio": _number(
             cls, "dynamic_thresholding_ratio", c["dynamic_thresholding_ratio"]
@@ -379,15 +481,31 @@ def _thresholding(cls, c, notes) -> dict:
     }
 
 
-def _dynamic_shift(cls, c, notes):
-    if _flag(cls, "use_dynamic_shifting", c.get("use_dynamic_shifting", False)):
-        notes.append(
-            "use_dynamic_shifting: the shift depends on the image size (mu); build the "
-            "schedule yourself with dpm_jax.schedules.flow(shift=exp(mu), time_scale=...)."
+def _shift(cls, c, mu, key):
+    """The flow shift: ``c[key]``, or with ``use_dynamic_shifting`` the shift of ``mu``
+    (diffusers' ``time_shift``: e^mu for time_shift_type "exponential", mu for "linear";
+    both are ``shift t / (1 + (shift - 1) t)``)."""
+    if not _flag(cls, "use_dynamic_shifting", c.get("use_dynamic_shifting", False)):
+        return _number(cls, key, c[key])
+    kind = _choice(
+        cls, "time_shift_type", c.get("time_shift_type", "exponential"), ("exponential", "linear")
+    )
+    if mu is None:
+        raise ValueError(
+            f"{cls}: `use_dynamic_shifting` needs `mu` (the resolution-dependent shift a "
+            "pipeline passes to set_timesteps): from_diffusers_config(config, mu=...)."
         )
+    mu = _number(cls, "mu", mu, positive=kind == "linear")
+    return math.exp(mu) if kind == "exponential" else mu
 
 
-def from_diffusers_config(config, scheduler: str | None = None) -> DiffusersSetup:
+def from_diffusers_config(
+    config,
+    scheduler: str | None = None,
+    *,
+    mu: float | None = None,
+    num_inference_steps: int | None = None,
+) -> DiffusersSetup:
     """Schedule, model type and sampling options from a diffusers scheduler config.
 
     Args:
@@ -398,13 +516,25 @@ def from_diffusers_config(config, scheduler: str | None = None) -> DiffusersSetu
         does in diffusers (e.g. a Stable Diffusion checkpoint ships a PNDMScheduler
         config; its noise schedule carries over, its PNDM-only keys are reported
         in ``unknown``).
+      mu: the shift parameter of ``use_dynamic_shifting`` configs (what a Flux / SD3
+        pipeline passes to ``set_timesteps(mu=...)``, computed from the image size);
+        required with that option.
+      num_inference_steps: the number of steps, for FlowMatchEulerDiscreteScheduler:
+        its grid (``linspace(1, shift(1/N), n)`` shifted again, optionally stretched to
+        ``shift_terminal``) is then reproduced exactly as an explicit grid
+        (``options.timesteps``); without it the grid is dpm_jax's time-uniform one
+        (``notes`` says how far apart), and ``shift_terminal`` needs it.
 
-    Supported ``_class_name``: DPMSolverMultistepScheduler, DPMSolverSinglestepScheduler,
-    UniPCMultistepScheduler, DEISMultistepScheduler, DDIMScheduler, EulerDiscreteScheduler,
-    FlowMatchEulerDiscreteScheduler. Discrete tables become
-    ``schedules.discrete(..., lambda_clip=None)`` (zero-terminal-SNR rescaling as
-    diffusers does it, with its last alphas_cumprod of 2^-24), flow sigmas
-    ``schedules.flow(shift, time_scale=num_train_timesteps)``.
+    Read (``_class_name``): DPMSolverMultistepScheduler,
+    DPMSolverMultistepInverseScheduler (``setup.inverse``: run with
+    :func:`dpm_jax.inverse`), DPMSolverSinglestepScheduler, UniPCMultistepScheduler,
+    DEISMultistepScheduler, DDIMScheduler, EulerDiscreteScheduler, HeunDiscreteScheduler,
+    EDMEulerScheduler, EDMDPMSolverMultistepScheduler, FlowMatchEulerDiscreteScheduler
+    (:data:`DEFAULTS` holds their keys). Discrete tables become
+    ``schedules.discrete(..., lambda_clip=None, time_input="index")`` (the network gets
+    diffusers' table index for any ``num_train_timesteps``), flow sigmas
+    ``schedules.flow(shift, time_scale=num_train_timesteps)``, EDM's
+    ``schedules.edm(sigma_min, sigma_max, sigma_data)`` with ``model_type="edm"``.
 
     Returns:
       a :class:`DiffusersSetup`. Keys the class does not have are reported in
@@ -425,21 +555,44 @@ def from_diffusers_config(config, scheduler: str | None = None) -> DiffusersSetu
                 else "."
             )
         )
+    if num_inference_steps is not None and (
+        isinstance(num_inference_steps, bool)
+        or not isinstance(num_inference_steps, int)
+        or num_inference_steps < 1
+    ):
+        raise ValueError(
+            "from_diffusers_config(): `num_inference_steps` must be an int >= 1 or None, "
+            f"got {num_inference_steps!r}."
+        )
     unknown = tuple(sorted(k for k in cfg if k not in DEFAULTS[cls] and k not in _META))
     c = {**DEFAULTS[cls], **{k: v for k, v in cfg.items() if k in DEFAULTS[cls]}}
     notes: list[str] = []
-    if cls in (
-        "DPMSolverMultistepScheduler",
-        "DPMSolverSinglestepScheduler",
-        "UniPCMultistepScheduler",
-    ):
-        out = _dpm_family(cls, c, notes)
+    if mu is not None and not c.get("use_dynamic_shifting", False):
+        raise ValueError(
+            f"from_diffusers_config(): `mu` is the shift of use_dynamic_shifting configs; "
+            f"this {cls} config does not set use_dynamic_shifting."
+        )
+    if num_inference_steps is not None and cls != "FlowMatchEulerDiscreteScheduler":
+        raise ValueError(
+            "from_diffusers_config(): `num_inference_steps` is read for "
+            f"FlowMatchEulerDiscreteScheduler only ({cls}'s grid is set by "
+            "dpm_jax.sample(..., steps=n))."
+        )
+    inverse = False
+    if cls in _DPM_FAMILY:
+        out = _dpm_family(cls, c, notes, mu)
+    elif cls == "DPMSolverMultistepInverseScheduler":
+        out, inverse = _dpm_inverse(cls, c, notes), True
     elif cls == "DEISMultistepScheduler":
-        out = _deis(cls, c, notes)
+        out = _deis(cls, c, notes, mu)
     elif cls == "FlowMatchEulerDiscreteScheduler":
-        out = _flow_match(cls, c, notes)
+        out = _flow_match(cls, c, notes, mu, num_inference_steps)
+    elif cls in ("EDMEulerScheduler", "EDMDPMSolverMultistepScheduler"):
+        out = _edm(cls, c, notes)
+    elif cls == "DDIMScheduler":
+        out = _ddim(cls, c, notes)
     else:
-        out = _first_order_family(cls, c, notes)
+        out = _k_family(cls, c, notes)
     if unknown:
         warnings.warn(
             f"from_diffusers_config(): {cls} has no option(s) {', '.join(unknown)}; "
@@ -450,30 +603,27 @@ def from_diffusers_config(config, scheduler: str | None = None) -> DiffusersSetu
         warnings.warn(f"from_diffusers_config(): {note}", stacklevel=2)
     schedule, model_type, options = out
     return DiffusersSetup(
-        schedule, model_type, SolverOptions(**options), cls, unknown, tuple(notes)
+        schedule, model_type, SolverOptions(**options), cls, unknown, tuple(notes), inverse
     )
 
 
-def _prediction(cls, c) -> str:
-    return _PREDICTION[_choice(cls, "prediction_type", c["prediction_type"], tuple(_PREDICTION))]
+def _prediction(cls, c, allowed=tuple(_PREDICTION)) -> str:
+    return _PREDICTION[_choice(cls, "prediction_type", c["prediction_type"], allowed)]
 
 
-def _flow_schedule(cls, c, key="flow_shift"):
-    n = c["num_train_timesteps"]
-    if isinstance(n, bool) or not isinstance(n, int) or n < 2:
-        raise ValueError(f"{cls}: `num_train_timesteps` must be an int >= 2, got {n!r}.")
-    return schedules.flow(shift=_number(cls, key, c[key]), time_scale=float(n)), n
+def _flow_schedule(cls, c, shift):
+    n = _train_steps(cls, c)
+    return schedules.flow(shift=shift, time_scale=float(n)), n
 
 
-def _dpm_family(cls, c, notes):
-    model_type = _prediction(cls, c)
+def _solver_order(cls, c) -> int:
     order = c["solver_order"]
     if isinstance(order, bool) or order not in (1, 2, 3):
         raise ValueError(f"{cls}: `solver_order` must be 1, 2 or 3, got {order!r}.")
-    opts: dict[str, Any] = {
-        "order": order,
-        "lower_order_final": _flag(cls, "lower_order_final", c["lower_order_final"]),
-    }
+    return order
+
+
+def _dpm_checks(cls, c) -> None:
     if c.get("variance_type") is not None:
         raise ValueError(
             f"{cls}: `variance_type`={c['variance_type']!r} (a network that also "
@@ -485,6 +635,48 @@ def _dpm_family(cls, c, notes):
             f"{cls}: `lambda_min_clipped`={c['lambda_min_clipped']!r} is not "
             "supported; build schedules.discrete(..., lambda_clip=value) yourself."
         )
+
+
+def _dpm_algorithm(cls, c) -> dict:
+    alg = c["algorithm_type"]
+    alg = "dpmsolver++" if alg == "deis" else alg  # as diffusers does
+    st = c["solver_type"]
+    st = "midpoint" if st in ("logrho", "bh1", "bh2") else st  # as diffusers does
+    return {
+        "algorithm_type": _choice(
+            cls,
+            "algorithm_type",
+            alg,
+            ("dpmsolver", "dpmsolver++", "sde-dpmsolver", "sde-dpmsolver++"),
+        ),
+        "solver_type": {"midpoint": "dpmsolver", "heun": "taylor"}[
+            _choice(cls, "solver_type", st, ("midpoint", "heun"))
+        ],
+    }
+
+
+def _flow_with_sigma_grid(cls, c, karras_ok=False):
+    """use_flow_sigmas with karras / exponential / beta / lu: refused (diffusers converts the
+    beta table's sigmas there), except UniPC's flow + karras (``karras_ok``)."""
+    keys = ("use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas", "use_lu_lambdas")
+    on = [k for k in keys if _flag(cls, k, c.get(k, False))]
+    if karras_ok and on == ["use_karras_sigmas"]:
+        return "karras"
+    if on:
+        raise ValueError(
+            f"{cls}: `use_flow_sigmas` with `{on[0]}` is not supported (diffusers takes "
+            "that grid from the beta table, not the flow schedule)."
+        )
+    return None
+
+
+def _dpm_family(cls, c, notes, mu):
+    model_type = _prediction(cls, c)
+    _dpm_checks(cls, c)
+    opts: dict[str, Any] = {
+        "order": _solver_order(cls, c),
+        "lower_order_final": _flag(cls, "lower_order_final", c["lower_order_final"]),
+    }
     final = _choice(cls, "final_sigmas_type", c["final_sigmas_type"], ("zero", "sigma_min"))
     if cls == "UniPCMultistepScheduler":
         opts["method"] = "unipc"
@@ -500,58 +692,121 @@ def _dpm_family(cls, c, notes):
         if c["solver_p"] is not None:
             raise ValueError(f"{cls}: `solver_p` is not supported.")
         if c.get("shift_terminal") is not None:
-            raise ValueError(f"{cls}: `shift_terminal` is not supported.")
+            raise ValueError(
+                f"{cls}: `shift_terminal` is not supported (its stretched flow grid is "
+                "not one of dpm_jax's spacings)."
+            )
     else:
         opts["method"] = "multistep" if cls == "DPMSolverMultistepScheduler" else "singlestep"
-        alg = c["algorithm_type"]
-        alg = "dpmsolver++" if alg == "deis" else alg  # as diffusers does
-        opts["algorithm_type"] = _choice(
-            cls,
-            "algorithm_type",
-            alg,
-            ("dpmsolver", "dpmsolver++", "sde-dpmsolver", "sde-dpmsolver++"),
-        )
-        st = c["solver_type"]
-        st = "midpoint" if st in ("logrho", "bh1", "bh2") else st  # as diffusers does
-        opts["solver_type"] = {"midpoint": "dpmsolver", "heun": "taylor"}[
-            _choice(cls, "solver_type", st, ("midpoint", "heun"))
-        ]
+        opts.update(_dpm_algorithm(cls, c))
         if cls == "DPMSolverMultistepScheduler":
             opts["euler_at_final"] = _flag(cls, "euler_at_final", c["euler_at_final"])
-    opts.update(_thresholding(cls, c, notes))
-    _dynamic_shift(cls, c, notes)
+    opts.update(_thresholding(cls, c))
     if _flag(cls, "use_flow_sigmas", c["use_flow_sigmas"]):
-        schedule, n = _flow_schedule(cls, c)
-        if final != "zero":
-            notes.append(
-                "final_sigmas_type='sigma_min' with flow sigmas: dpm_jax ends on the data "
-                "(sigma = 0)."
-            )
-        if cls == "UniPCMultistepScheduler":
-            # diffusers: sigmas shift(linspace(1, 1/N, steps + 1)[:-1]), the first moved to 1 - 1e-6
-            opts.update(
-                skip_type="time_uniform", t_start=1.0, t_end=1.0 / n, final_sigmas_type="zero"
-            )
-            notes.append(
-                "UniPC flow sigmas: diffusers starts at sigma = 1 - 1e-6, dpm_jax at "
-                "sigma = 1 (alpha = 0 is exact here)."
-            )
-        else:
-            opts.update(
-                skip_type="time_uniform", t_start=1.0 - 1.0 / n, t_end=0.0, final_sigmas_type="zero"
-            )
-        return schedule, model_type, opts
+        return _dpm_flow(cls, c, notes, mu, model_type, opts, final)
+    if _flag(cls, "use_dynamic_shifting", c.get("use_dynamic_shifting", False)):
+        raise ValueError(f"{cls}: `use_dynamic_shifting` applies to flow sigmas only.")
     schedule = _discrete_schedule(cls, c, notes)
     if cls == "DPMSolverSinglestepScheduler":
         # DPMSolverSinglestep has no timestep_spacing: its grid is always "linspace"
         opts.update(_spacing(cls, {**c, "timestep_spacing": "linspace", "steps_offset": 0}, notes))
     else:
-        opts.update(_spacing(cls, c, notes))
+        opts.update(_spacing(cls, c, notes, lu=cls == "DPMSolverMultistepScheduler"))
+        if (
+            cls == "DPMSolverMultistepScheduler"
+            and c["beta_schedule"] == "squaredcos_cap_v2"
+            and c["trained_betas"] is None
+            and opts["skip_type"] in ("karras", "lu")
+        ):
+            notes.append(
+                f"squaredcos_cap_v2 with skip_type={opts['skip_type']!r}: diffusers truncates "
+                "these timesteps (elsewhere it rounds them), dpm_jax rounds: the network's "
+                "time input is up to 1 apart (the noise levels are equal); 7.0e-6 on "
+                "diffusers' dummy loop (karras, 10 steps, where diffusers repeats timesteps)."
+            )
     opts["final_sigmas_type"] = final
     return schedule, model_type, opts
 
 
-def _deis(cls, c, notes):
+def _dpm_flow(cls, c, notes, mu, model_type, opts, final):
+    unipc = cls == "UniPCMultistepScheduler"
+    sigma_grid = _flow_with_sigma_grid(cls, c, karras_ok=unipc)
+    schedule, n = _flow_schedule(cls, c, _shift(cls, c, mu, "flow_shift"))
+    notes.append(NOTE_FLOW_TIME)
+    if sigma_grid == "karras":
+        # UniPC: karras in sigma / alpha between sigma_max and sigma_min (the config's,
+        # or the beta table's), each taken to the flow sigma s / (1 + s); no shift
+        abar = np.cumprod(1.0 - _betas(cls, c))
+        s_hat = np.sqrt((1.0 - abar) / abar)
+        lo = s_hat[0] if c.get("sigma_min") is None else _number(cls, "sigma_min", c["sigma_min"])
+        hi = s_hat[-1] if c.get("sigma_max") is None else _number(cls, "sigma_max", c["sigma_max"])
+        t_of = schedule.inverse_lambda
+        opts.update(
+            skip_type="karras",
+            t_start=float(t_of(np.float64(-np.log(hi)))),
+            t_end=float(t_of(np.float64(-np.log(lo)))),
+            final_sigmas_type="zero" if final == "zero" else "repeat",
+        )
+        return schedule, model_type, opts
+    for key in ("sigma_min", "sigma_max"):
+        if c.get(key) is not None:
+            raise ValueError(f"{cls}: `{key}` applies to flow sigmas with use_karras_sigmas only.")
+    if unipc:
+        # diffusers: sigmas shift(linspace(1, 1/N, steps + 1)[:-1]), the first moved to
+        # 1 - 1e-6; "sigma_min" repeats the last one
+        opts.update(
+            skip_type="time_uniform",
+            t_start=1.0,
+            t_end=1.0 / n,
+            final_sigmas_type="zero" if final == "zero" else "repeat",
+        )
+        notes.append(NOTE_UNIPC_FLOW)
+        return schedule, model_type, opts
+    if final != "zero":
+        notes.append(
+            "final_sigmas_type='sigma_min' with flow sigmas: dpm_jax ends on the data "
+            "(sigma = 0); diffusers' last step goes to the beta table's first sigma "
+            "(sigma / alpha of alphas_cumprod[0], taken as a flow sigma): 4.0e-3 apart on "
+            "diffusers' dummy loop (DPMSolverMultistep, 10 steps)."
+        )
+    opts.update(
+        skip_type="time_uniform", t_start=1.0 - 1.0 / n, t_end=0.0, final_sigmas_type="zero"
+    )
+    return schedule, model_type, opts
+
+
+def _dpm_inverse(cls, c, notes):
+    """DPMSolverMultistepInverseScheduler: DPMSolverMultistep's updates from the data
+    upwards (``dpm_jax.inverse``), on its upward grid (``final_sigmas_type="sigma_max"``:
+    timesteps ascending from 0, then the table's noisiest entry; karras / exponential:
+    sigmas ascending over the table's range, the last one repeated)."""
+    model_type = _prediction(cls, c, ("epsilon", "sample", "v_prediction"))
+    _dpm_checks(cls, c)
+    opts: dict[str, Any] = {
+        "method": "multistep",
+        "order": _solver_order(cls, c),
+        "lower_order_final": _flag(cls, "lower_order_final", c["lower_order_final"]),
+        "euler_at_final": _flag(cls, "euler_at_final", c["euler_at_final"]),
+        **_dpm_algorithm(cls, c),
+    }
+    if opts["algorithm_type"].startswith("sde-"):
+        raise ValueError(
+            f"{cls}: `algorithm_type`={opts['algorithm_type']!r} is not supported for "
+            "inversion (dpm_jax inverts with the deterministic 'dpmsolver++' / 'dpmsolver')."
+        )
+    if _flag(cls, "use_flow_sigmas", c["use_flow_sigmas"]):
+        raise ValueError(
+            f"{cls}: `use_flow_sigmas` is not supported (diffusers' inverse scheduler runs "
+            "its flow sigmas from noise to data, which is not an inversion)."
+        )
+    opts.update(_thresholding(cls, c))
+    schedule = _discrete_schedule(cls, c, notes)
+    opts.update(_spacing(cls, c, notes))
+    opts["final_sigmas_type"] = "sigma_max"
+    return schedule, model_type, opts
+
+
+def _deis(cls, c, notes, mu):
     """DEISMultistepScheduler ("deis" / "logrho", the only values it has): the noise
     prediction extrapolated by a polynomial in log rho = -lambda and integrated exactly.
     That is DPM-Solver's noise-prediction multistep family with the exact Taylor terms:
@@ -560,9 +815,6 @@ def _deis(cls, c, notes):
     sigma (timestep spacings: final_sigmas_type "sigma_min") or repeat their last sigma
     (karras, exponential, flow: "repeat", a zero-length last step)."""
     model_type = _prediction(cls, c)
-    order = c["solver_order"]
-    if isinstance(order, bool) or order not in (1, 2, 3):
-        raise ValueError(f"{cls}: `solver_order` must be 1, 2 or 3, got {order!r}.")
     alg = c["algorithm_type"]
     alg = "deis" if alg in ("dpmsolver", "dpmsolver++") else alg  # as diffusers does
     _choice(cls, "algorithm_type", alg, ("deis",))
@@ -571,20 +823,23 @@ def _deis(cls, c, notes):
     _choice(cls, "solver_type", st, ("logrho",))
     opts: dict[str, Any] = {
         "method": "multistep",
-        "order": order,
+        "order": _solver_order(cls, c),
         "algorithm_type": "dpmsolver",
         "solver_type": "taylor",
         "multistep3_variant": "third_order",
         "lower_order_final": _flag(cls, "lower_order_final", c["lower_order_final"]),
     }
-    opts.update(_thresholding(cls, c, notes))
-    _dynamic_shift(cls, c, notes)
+    opts.update(_thresholding(cls, c))
     if _flag(cls, "use_flow_sigmas", c["use_flow_sigmas"]):
-        schedule, n = _flow_schedule(cls, c)
+        _flow_with_sigma_grid(cls, c)
+        schedule, n = _flow_schedule(cls, c, _shift(cls, c, mu, "flow_shift"))
+        notes.append(NOTE_FLOW_TIME)
         opts.update(
             skip_type="time_uniform", t_start=1.0 - 1.0 / n, t_end=0.0, final_sigmas_type="repeat"
         )
         return schedule, model_type, opts
+    if _flag(cls, "use_dynamic_shifting", c.get("use_dynamic_shifting", False)):
+        raise ValueError(f"{cls}: `use_dynamic_shifting` applies to flow sigmas only.")
     schedule = _discrete_schedule(cls, c, notes)
     opts.update(_spacing(cls, c, notes))
     opts["final_sigmas_type"] = (
@@ -593,50 +848,117 @@ def _deis(cls, c, notes):
     return schedule, model_type, opts
 
 
-def _first_order_family(cls, c, notes):
-    """DDIM and Euler: the first-order DPM-Solver++ step on dpm_jax's grid."""
-    model_type = _prediction(cls, c)
-    if model_type == "flow":
-        raise ValueError(f"{cls}: `prediction_type`='flow_prediction' is not a {cls} option.")
+def _ddim(cls, c, notes):
+    """DDIMScheduler (eta = 0): the DDIM step, which is DPM-Solver++ order 1, on DDIM's own
+    grid (``spacing_rule="ddim"``: its last model call at timestep ``steps_offset`` or 0,
+    each step to ``t - N // steps``), ending at alpha = 1 (``set_alpha_to_one``:
+    final_sigmas_type "zero") or at alphas_cumprod[0] ("sigma_min")."""
+    model_type = _prediction(cls, c, ("epsilon", "sample", "v_prediction"))
     schedule = _discrete_schedule(cls, c, notes)
     opts: dict[str, Any] = {"method": "multistep", "order": 1, "algorithm_type": "dpmsolver++"}
-    opts.update(_spacing(cls, c, notes))
-    if cls == "DDIMScheduler":
-        opts.update(_thresholding(cls, c, notes))
-        opts["final_sigmas_type"] = (
-            "zero" if _flag(cls, "set_alpha_to_one", c["set_alpha_to_one"]) else "sigma_min"
-        )
-        if _flag(cls, "clip_sample", c["clip_sample"]):
-            notes.append(
-                "clip_sample: dpm_jax does not clip x0 to +-clip_sample_range (pass "
-                "correcting_x0_fn=lambda x0, t: jnp.clip(x0, -r, r) for that)."
-            )
+    opts.update(_spacing(cls, c, notes, rule="ddim"))
+    opts["final_sigmas_type"] = (
+        "zero" if _flag(cls, "set_alpha_to_one", c["set_alpha_to_one"]) else "sigma_min"
+    )
+    corrected = _thresholding(cls, c)
+    if not corrected and _flag(cls, "clip_sample", c["clip_sample"]):
+        corrected = {
+            "correcting_x0_fn": "static_thresholding",
+            "thresholding_max_val": _number(cls, "clip_sample_range", c["clip_sample_range"]),
+        }
+    if corrected:
+        opts.update(corrected)
+        what = "thresholding" if c["thresholding"] else "clip_sample"
         notes.append(
-            "DDIMScheduler: the same DDIM step (DPM-Solver++ order 1) on DPMSolverMultistep's "
-            "grid for this timestep_spacing; DDIM's own grid puts its last model call at "
-            "timestep 0 (leading/linspace) and differs slightly."
-        )
-    else:
-        final = _choice(cls, "final_sigmas_type", c["final_sigmas_type"], ("zero", "sigma_min"))
-        opts["final_sigmas_type"] = final
-        if c["interpolation_type"] != "linear" or c["timestep_type"] != "discrete":
-            notes.append("interpolation_type / timestep_type: dpm_jax uses its own sigma grid.")
-        notes.append(
-            "EulerDiscreteScheduler: Euler in (x / alpha, sigma / alpha) is the DDIM step "
-            "(DPM-Solver++ order 1); the grid is DPMSolverMultistep's for this spacing "
-            "(Euler's linspace grid does not round timesteps)."
+            f"{what}: dpm_jax steps with the corrected x0 throughout (DDIM's step with "
+            "use_clipped_model_output=True); DDIMScheduler's default step keeps the "
+            "uncorrected noise prediction in its direction term. They agree while the "
+            "correction does not act (diffusers' dummy loops with clip_sample: 0); with "
+            "thresholding (sample_max_value=0.5, ratio 0.87, steps_offset=1, 10 steps) "
+            "diffusers' dummy loop ends 0.61 apart."
         )
     return schedule, model_type, opts
 
 
-def _flow_match(cls, c, notes):
-    schedule, n = _flow_schedule(cls, c, key="shift")
-    _dynamic_shift(cls, c, notes)
+def _k_family(cls, c, notes):
+    """EulerDiscreteScheduler (the DDIM step, which is Euler in x / alpha and sigma / alpha)
+    and HeunDiscreteScheduler (EDM's Heun, ``method="heun"``), on their own grid
+    (``spacing_rule="euler"``: fractional linspace timesteps, sigma interpolated linearly
+    in the table index, as diffusers' ``np.interp``)."""
+    model_type = _prediction(cls, c, ("epsilon", "sample", "v_prediction"))
+    schedule = _discrete_schedule(cls, c, notes)
+    if cls == "HeunDiscreteScheduler":
+        opts: dict[str, Any] = {"method": "heun", "order": 2}
+        if _flag(cls, "clip_sample", c["clip_sample"]):
+            raise ValueError(
+                f"{cls}: `clip_sample`=true is not supported (dpm_jax's Heun integrates the "
+                "noise prediction and corrects only a final x0)."
+            )
+        final = "zero"
+    else:
+        opts = {"method": "multistep", "order": 1, "algorithm_type": "dpmsolver++"}
+        final = _choice(cls, "final_sigmas_type", c["final_sigmas_type"], ("zero", "sigma_min"))
+        _choice(cls, "interpolation_type", c["interpolation_type"], ("linear",))
+        if c["timestep_type"] != "discrete" and c["prediction_type"] == "v_prediction":
+            raise ValueError(
+                f"{cls}: `timestep_type`={c['timestep_type']!r} with v_prediction (the "
+                "network gets 0.25 log sigma) is not supported."
+            )
+    opts.update(_spacing(cls, c, notes, rule="euler"))
+    opts["final_sigmas_type"] = final
+    return schedule, model_type, opts
+
+
+def _edm(cls, c, notes):
+    """EDMEulerScheduler (Euler = DPM-Solver++ order 1) and EDMDPMSolverMultistepScheduler
+    (DPM-Solver++ multistep) on ``schedules.edm``, with EDM's preconditioning
+    (``model_type="edm"``; "edm_v" for v_prediction, whose c_out is negative); the
+    karras (``rho``) or exponential sigmas from sigma_max to sigma_min, then 0 ("zero")
+    or sigma_min again ("sigma_min": a zero-length last step)."""
+    model_type = {"epsilon": "edm", "v_prediction": "edm_v"}[
+        _choice(cls, "prediction_type", c["prediction_type"], ("epsilon", "v_prediction"))
+    ]
+    lo, hi = _number(cls, "sigma_min", c["sigma_min"]), _number(cls, "sigma_max", c["sigma_max"])
+    if not hi > lo:
+        raise ValueError(f"{cls}: `sigma_max` must exceed `sigma_min`, got {hi} <= {lo}.")
+    schedule = schedules.edm(lo, hi, _number(cls, "sigma_data", c["sigma_data"]))
+    spacing = _choice(cls, "sigma_schedule", c["sigma_schedule"], ("karras", "exponential"))
+    final = _choice(cls, "final_sigmas_type", c["final_sigmas_type"], ("zero", "sigma_min"))
+    opts: dict[str, Any] = {
+        "skip_type": spacing,
+        "karras_rho": _number(cls, "rho", c["rho"]),
+        "final_sigmas_type": "zero" if final == "zero" else "repeat",
+    }
+    if cls == "EDMEulerScheduler":
+        opts.update(method="multistep", order=1, algorithm_type="dpmsolver++")
+        return schedule, model_type, opts
+    opts.update(
+        method="multistep",
+        order=_solver_order(cls, c),
+        lower_order_final=_flag(cls, "lower_order_final", c["lower_order_final"]),
+        euler_at_final=_flag(cls, "euler_at_final", c["euler_at_final"]),
+        **_dpm_algorithm(cls, c),
+    )
+    if opts["algorithm_type"] not in ("dpmsolver++", "sde-dpmsolver++"):
+        raise ValueError(
+            f"{cls}: `algorithm_type` must be 'dpmsolver++' or 'sde-dpmsolver++', got "
+            f"{opts['algorithm_type']!r}."
+        )
+    opts.update(_thresholding(cls, c))
+    return schedule, model_type, opts
+
+
+def _flow_match(cls, c, notes, mu, steps):
+    """FlowMatchEulerDiscreteScheduler: flow Euler, which is the DDIM step (DPM-Solver++
+    order 1). Its grid: ``v = linspace(1, sigma_min, steps)`` with sigma_min the init
+    table's last sigma (shift(1/N), or 1/N with dynamic shifting), shifted
+    (``shift``, or mu's), optionally stretched so that it ends at ``shift_terminal``,
+    then 0; the network gets 1000 sigma (as diffusers: a float)."""
+    shift = _shift(cls, c, mu, "shift")
+    schedule, n = _flow_schedule(cls, c, shift)
     for key in ("invert_sigmas", "stochastic_sampling"):
         if _flag(cls, key, c[key]):
             raise ValueError(f"{cls}: `{key}`=true is not supported.")
-    if c["shift_terminal"] is not None:
-        raise ValueError(f"{cls}: `shift_terminal` is not supported.")
     if any(
         _flag(cls, k, c[k])
         for k in ("use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas")
@@ -645,17 +967,34 @@ def _flow_match(cls, c, notes):
             f"{cls}: karras / exponential / beta sigmas of a flow model are not "
             "supported; use sample(..., skip_type='karras') with t_start < 1."
         )
-    notes.append(
-        "FlowMatchEulerDiscreteScheduler: flow Euler is the DDIM step (DPM-Solver++ "
-        "order 1); dpm_jax's grid is uniform in t from 1 to 0 (diffusers': from 1 to "
-        "1/num_train_timesteps, then 0). Raise `order` for DPM-Solver++ on this model."
-    )
-    opts = {
-        "method": "multistep",
-        "order": 1,
-        "algorithm_type": "dpmsolver++",
-        "skip_type": "time_uniform",
-        "t_start": 1.0,
-        "t_end": 0.0,
-    }
+    terminal = c["shift_terminal"]
+    if terminal is not None:
+        terminal = _number(cls, "shift_terminal", terminal)
+        if not terminal < 1.0:
+            raise ValueError(f"{cls}: `shift_terminal` must lie in (0, 1), got {terminal}.")
+    opts: dict[str, Any] = {"method": "multistep", "order": 1, "algorithm_type": "dpmsolver++"}
+    if steps is None:
+        if terminal is not None:
+            raise ValueError(
+                f"{cls}: `shift_terminal` stretches the grid of a given number of steps: "
+                "pass from_diffusers_config(config, num_inference_steps=n)."
+            )
+        notes.append(
+            "FlowMatchEulerDiscreteScheduler: flow Euler is the DDIM step (DPM-Solver++ "
+            "order 1); without num_inference_steps dpm_jax's grid is uniform in t from 1 to "
+            "0 (diffusers': linspace(1, shift(1/N), n) shifted again, then 0): 2.1e-3 "
+            "(shift=1) and 2.5e-3 (shift=3) apart on diffusers' dummy loop (10 steps); pass "
+            "num_inference_steps=n for diffusers' grid exactly. Raise `order` for "
+            "DPM-Solver++ on this model."
+        )
+        opts.update(skip_type="time_uniform", t_start=1.0, t_end=0.0)
+        return schedule, "flow", opts
+    dynamic = c["use_dynamic_shifting"]
+    s_min = 1.0 / n if dynamic else shift / (n + shift - 1.0)  # shift(1/N)
+    v = np.linspace(float(n), s_min * n, steps) / n  # diffusers' timesteps / N
+    sigma = shift * v / (1.0 + (shift - 1.0) * v)
+    if terminal is not None:  # diffusers' stretch_shift_to_terminal
+        sigma = 1.0 - (1.0 - sigma) / ((1.0 - sigma[-1]) / (1.0 - terminal))
+    t = sigma / (shift - (shift - 1.0) * sigma)  # the schedule's time of each sigma
+    opts["timesteps"] = np.append(t, 0.0)
     return schedule, "flow", opts

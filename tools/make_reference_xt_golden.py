@@ -91,25 +91,48 @@ def main():
             for alg in ("dpmsolver", "dpmsolver++"):
                 for denoise in (False, True):
                     steps = 9 if method == "singlestep_fixed" else 10
-                    cases.append(dict(method=method, order=order, algorithm_type=alg, steps=steps,
-                                      skip_type="time_uniform", denoise_to_zero=denoise))
-    cases.append(dict(method="multistep", order=2, algorithm_type="dpmsolver++", steps=6,
-                      skip_type="logSNR", denoise_to_zero=False))
+                    cases.append(
+                        dict(
+                            method=method,
+                            order=order,
+                            algorithm_type=alg,
+                            steps=steps,
+                            skip_type="time_uniform",
+                            denoise_to_zero=denoise,
+                        )
+                    )
+    cases.append(
+        dict(
+            method="multistep",
+            order=2,
+            algorithm_type="dpmsolver++",
+            steps=6,
+            skip_type="logSNR",
+            denoise_to_zero=False,
+        )
+    )
     for i, case in enumerate(cases):
-        solver = ref.DPM_Solver(model_fn, ns, algorithm_type=case["algorithm_type"],
-                                correcting_xt_fn=correcting_xt_fn)
+        solver = ref.DPM_Solver(
+            model_fn, ns, algorithm_type=case["algorithm_type"], correcting_xt_fn=correcting_xt_fn
+        )
         with torch.no_grad():
             out, inter = solver.sample(
-                x_t.clone(), steps=case["steps"], order=case["order"], skip_type=case["skip_type"],
-                method=case["method"], denoise_to_zero=case["denoise_to_zero"],
-                lower_order_final=True, return_intermediate=True,
+                x_t.clone(),
+                steps=case["steps"],
+                order=case["order"],
+                skip_type=case["skip_type"],
+                method=case["method"],
+                denoise_to_zero=case["denoise_to_zero"],
+                lower_order_final=True,
+                return_intermediate=True,
             )
         arrays[f"out/{i}"] = out.numpy()
         arrays[f"intermediates/{i}"] = torch.stack(inter).numpy()
         configs.append(dict(id=i, **case))
         print(i, case, float(out.abs().max()))
-    np.savez_compressed(OUT, known=known, z=noise, mask=mask, configs_json=json.dumps(configs),
-                        **arrays)
+    np.savez_compressed(
+        OUT, known=known, z=noise, mask=mask, configs_json=json.dumps(configs), **arrays
+    )
     print(f"wrote {OUT} ({len(cases)} runs)")
 
 

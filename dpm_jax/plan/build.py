@@ -91,8 +91,16 @@ def plan_run(
         schedule, options.t_start, options.t_end, options.steps, direction
     )
     nodes = grid.nodes(schedule, t_start, t_end, steps)
+    landings = grid.landings(schedule, t_start, t_end, steps)
+    if landings is not None and not solver.lands_off_grid:
+        readers = [m for m, s in registry.SOLVERS.items() if s.lands_off_grid]
+        raise ValueError(
+            f"spacing_rule='ddim' with skip_type={options.skip_type!r} and steps={steps}: "
+            "DDIM's steps end at t - N // steps, not on the next timestep, which only "
+            f"method={' / '.join(map(repr, readers))} runs (with order=1, as DDIM)."
+        )
     alg = options.algorithm
-    run = Run(schedule, grid, nodes, t_start, t_end, steps, options, alg)
+    run = Run(schedule, grid, nodes, t_start, t_end, steps, options, alg, landings)
     ends = [nodes[0].p.lam, nodes[-1].p.lam]
     upwards = ends[1] < ends[0]
     if upwards and not all(np.isfinite(ends)):
@@ -194,6 +202,8 @@ def build_plan(
     euler_at_final: bool = False,
     karras_rho: float = 7.0,
     steps_offset: int = 0,
+    spacing_rule: str = "dpmsolver",
+    begin_index: int = 0,
     options: SolverOptions | None = None,
 ) -> Plan:
     """Plans a fixed-grid DPM-Solver(++) / UniPC run on the host, in float64.

@@ -141,22 +141,58 @@ class OrderRule:
     multistep_threshold: float
     unipc_threshold: float
     singlestep_calls: Callable[[int, int, bool, bool], list[int]]
+    begin: int = 0
 
     def multistep(
         self, steps: int, order: int, lower_order_final: bool, euler_at_final: bool = False
     ) -> list[int]:
         """Per-step orders of a multistep run (:func:`multistep_orders`)."""
-        return multistep_orders(
-            steps, order, lower_order_final, euler_at_final, self.multistep_threshold
+        return self._restart(
+            multistep_orders(
+                steps + self.begin,
+                order,
+                lower_order_final,
+                euler_at_final,
+                self.multistep_threshold,
+            )
         )
 
     def unipc(
         self, steps: int, order: int, lower_order_final: bool, euler_at_final: bool = False
     ) -> list[int]:
         """Per-step orders of a UniPC run (:func:`multistep_orders`)."""
-        return multistep_orders(
-            steps, order, lower_order_final, euler_at_final, self.unipc_threshold
+        return self._restart(
+            multistep_orders(
+                steps + self.begin,
+                order,
+                lower_order_final,
+                euler_at_final,
+                self.unipc_threshold,
+            )
         )
+
+    def singlestep(
+        self, steps: int, order: int, lower_order_final: bool, final_zero: bool
+    ) -> list[int]:
+        """Per-call orders of a singlestep run on grid nodes (``singlestep_calls``; after a
+        restart the calls of the full grid from ``begin`` on, whose first step
+        :func:`cap_call_orders` starts again at first order)."""
+        calls = self.singlestep_calls(steps + self.begin, order, lower_order_final, final_zero)
+        return calls[self.begin :]
+
+    def restarted(self, begin: int) -> OrderRule:
+        """The rule of a run that starts at step ``begin`` of a grid of ``steps + begin``
+        steps (image-to-image): the full run's orders from ``begin`` on, the warm-up
+        starting again (step j after the restart has order at most j + 1), as a
+        diffusers scheduler does whose history is empty at its begin index.
+
+        >>> DIFFUSERS.restarted(5).multistep(5, 2, True)
+        [1, 2, 2, 2, 1]
+        """
+        return dataclasses.replace(self, begin=int(begin))
+
+    def _restart(self, orders: list[int]) -> list[int]:
+        return [min(o, j + 1) for j, o in enumerate(orders[self.begin :])]
 
 
 REFERENCE = OrderRule("reference", 10, 10, _reference_singlestep_calls)
@@ -191,16 +227,20 @@ def cap_orders(orders, nodes):
 
 def cap_call_orders(call_orders, nodes):
     """Per-call singlestep orders made valid next to infinite or repeated lambdas:
-    a step (anchor a to target c+1) of order > 1 needs finite, distinct lambdas at
-    nodes a .. c+1; otherwise the call is lowered, and later calls of the same step
-    may not reach behind the new anchor."""
+    a step (anchor a to target c+1) of order > 1 needs finite lambdas at nodes
+    a .. c+1, distinct at its model nodes a .. c, and a target other than the anchor
+    (h != 0); otherwise the call is lowered, and later calls of the same step may not
+    reach behind the new anchor. A target equal to the step's last model node (a grid
+    whose last sigma repeats: karras with final_sigmas_type "sigma_min") is allowed:
+    that step's ratios are finite (r = 1 for its last point), as in diffusers."""
     lam = [n.p.lam for n in nodes]
     out, anchor = [], 0
     for c, o in enumerate(call_orders):
         o = min(o, c - anchor + 1)
         while o > 1:
-            used = lam[c - o + 1 : c + 2]
-            if distinct_finite(used):
+            a = c - o + 1
+            target = lam[c + 1]
+            if distinct_finite(lam[a : c + 1]) and is_finite(target) and not _equal(target, lam[a]):
                 break
             o -= 1
         if o == 1:

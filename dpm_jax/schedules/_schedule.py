@@ -105,6 +105,17 @@ class Schedule(NamedTuple):
         return t
 
     @property
+    def input_scale(self) -> float | None:
+        """Discrete tables: the factor ``c`` of the network's time input ``(t - 1/N) c``,
+        so that the table entry n gets ``n c / N``: 1000 (the reference's convention) or N
+        (``discrete(..., time_input="index")``: the table index). None otherwise."""
+        if not self.is_discrete:
+            return None
+        if self.time_input_fn is None:
+            return 1000.0
+        return getattr(self.time_input_fn, "scale", None)
+
+    @property
     def lowest_time(self) -> float:
         """The smallest valid time of the schedule."""
         if self.t_min is not None:

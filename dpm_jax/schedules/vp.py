@@ -41,6 +41,7 @@ def discrete(
     alphas_cumprod=None,
     lambda_clip: float | None = LAMBDA_CLIP,
     rescale_zero_terminal_snr: bool = False,
+    time_input: str = "reference",
 ) -> Schedule:
     """Schedule of a model trained on N discrete steps (DDPM and its kin).
 
@@ -50,6 +51,11 @@ def discrete(
     log-SNR is below ``lambda_clip`` are dropped from the end of the table (the
     reference implementation's rule; ``lambda_clip=None`` keeps every entry, as
     diffusers does).
+
+    The network's time input is ``(t - 1/N) * 1000`` (``time_input="reference"``, the
+    reference implementation's convention) or ``(t - 1/N) * N`` (``"index"``: the table
+    index n at t_n, what a diffusers pipeline passes for a table of any length N). The
+    two agree for N = 1000 (and are then the same schedule).
 
     With ``rescale_zero_terminal_snr=True`` the table is first rescaled to zero
     terminal SNR (Lin et al. 2023, :func:`rescale_zero_terminal_snr`): alpha_T = 0,
@@ -65,6 +71,7 @@ def discrete(
         exactly one of the two.
       lambda_clip: the clipping threshold, or None.
       rescale_zero_terminal_snr: rescale the table to zero terminal SNR.
+      time_input: "reference" or "index" (see above).
 
     >>> import numpy as np
     >>> s = discrete(betas=np.linspace(1e-4, 0.02, 1000))
@@ -73,7 +80,14 @@ def discrete(
     >>> z = discrete(betas=np.linspace(1e-4, 0.02, 1000), rescale_zero_terminal_snr=True)
     >>> float(z.marginal_alpha(np.float64(1.0))), float(z.marginal_lambda(np.float64(1.0)))
     (0.0, -inf)
+    >>> k = discrete(betas=np.linspace(1e-4, 0.02, 1100), lambda_clip=None, time_input="index")
+    >>> float(k.time_input(np.float64(1.0)))  # the last table entry, n = 1099
+    1099.0
     """
+    if time_input not in ("reference", "index"):
+        raise ValueError(
+            f"discrete(): `time_input` must be 'reference' or 'index', got {time_input!r}."
+        )
     if (betas is None) == (alphas_cumprod is None):
         raise ValueError("discrete(): give exactly one of `betas` or `alphas_cumprod`.")
     if not isinstance(rescale_zero_terminal_snr, (bool, np.bool_)):
@@ -154,6 +168,12 @@ def discrete(
 
     marginal_log_alpha.table = (t_array, log_alphas)  # type: ignore[attr-defined]  # for tests
     digest = hashlib.sha256(t_array.tobytes() + log_alphas.tobytes()).hexdigest()
+    index = time_input == "index" and n != 1000  # (for N = 1000 the two are one convention)
+
+    def index_input(t):
+        return (_as_host(t) - 1.0 / n) * n
+
+    index_input.scale = float(n)  # type: ignore[attr-defined]  # (see Schedule.input_scale)
     return Schedule(
         "discrete",
         1.0,
@@ -162,7 +182,8 @@ def discrete(
         True,
         marginal_log_alpha,
         inverse_lambda,
-        spec=("discrete", n, digest),
+        time_input_fn=index_input if index else None,
+        spec=("discrete", n, digest, "index") if index else ("discrete", n, digest),
     )
 
 

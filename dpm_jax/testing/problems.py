@@ -388,7 +388,8 @@ def noise_net(gmm, schedule):
 
     def net(x, t_input, cond=None):
         t_input = jnp.asarray(t_input, x.dtype)
-        t = t_input / 1000.0 + 1.0 / schedule.total_N if schedule.is_discrete else t_input
+        scale = schedule.input_scale or 1000.0  # (the table index for time_input="index")
+        t = t_input / scale + 1.0 / schedule.total_N if schedule.is_discrete else t_input
         log_alpha = schedule.marginal_log_alpha(t)
         alpha = jnp.exp(log_alpha)
         sigma = jnp.sqrt(-jnp.expm1(2.0 * log_alpha))

@@ -74,7 +74,7 @@ def test_plan_is_pytree_and_execute_does_not_recompile():
     p1 = dpm_jax.build_plan(SCHED, steps=6, order=2, skip_type="logSNR")
     p2 = dpm_jax.build_plan(SCHED, steps=6, order=2, skip_type="time_quadratic", t_end=0.005)
     assert jax.tree_util.tree_structure(p1) == jax.tree_util.tree_structure(p2)
-    assert len(jax.tree_util.tree_leaves(p1)) == 8
+    assert len(jax.tree_util.tree_leaves(p1)) == 9
     y1, _ = dpm_jax.execute_plan(model, X_T, p1)
     with compiles() as compiled:
         y2, _ = dpm_jax.execute_plan(model, X_T, p2)  # another grid: the same program

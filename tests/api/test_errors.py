@@ -363,10 +363,10 @@ CASES = [
     (
         "diffusers unsupported option",
         lambda: dpm_jax.from_diffusers_config(
-            {"_class_name": "DPMSolverMultistepScheduler", "use_lu_lambdas": True}
+            {"_class_name": "DPMSolverMultistepScheduler", "use_beta_sigmas": True}
         ),
         ValueError,
-        "use_lu_lambdas",
+        "use_beta_sigmas",
     ),
     (
         "diffusers missing file",

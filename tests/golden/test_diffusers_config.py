@@ -1,6 +1,7 @@
 """from_diffusers_config on checkpoint-style configs (keys as public checkpoints ship them)."""
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -82,6 +83,9 @@ def test_sd15_read_as_dpm_solver(tmp_path):
 
 
 def test_sdxl_euler_maps_to_ddim_on_leading_grid():
+    """Euler is the DDIM step on Euler's own "leading" grid: multiples of N // steps plus
+    the offset, its last call at timestep 1 (``spacing_rule="euler"``; before issue 22 it
+    was DPMSolverMultistep's grid, multiples of N // (steps + 1))."""
     with pytest.warns(UserWarning):
         setup = dpm_jax.from_diffusers_config(SDXL)
     assert setup.options == {
@@ -90,9 +94,12 @@ def test_sdxl_euler_maps_to_ddim_on_leading_grid():
         "algorithm_type": "dpmsolver++",
         "skip_type": "leading",
         "steps_offset": 1,
+        "spacing_rule": "euler",
         "final_sigmas_type": "zero",
     }
     assert "sample_max_value" in setup.unknown
+    plan = dpm_jax.build_plan(setup.schedule, steps=10, **setup.options)
+    np.testing.assert_array_equal(plan.t_input, np.arange(901, 0, -100))
 
 
 def test_sd3_flow_match():
@@ -155,3 +162,139 @@ def test_sd2_v_ddim():
 def test_bad_values_name_the_key(cfg, key):
     with pytest.raises(ValueError, match=key):
         dpm_jax.from_diffusers_config(cfg)
+
+
+@pytest.mark.parametrize(
+    "cfg, kw, key",
+    [
+        (
+            {"_class_name": "FlowMatchEulerDiscreteScheduler", "use_dynamic_shifting": True},
+            {},
+            "mu",
+        ),
+        (
+            {"_class_name": "FlowMatchEulerDiscreteScheduler", "shift_terminal": 0.1},
+            {},
+            "num_inference_steps",
+        ),
+        ({"_class_name": "DDIMScheduler"}, {"num_inference_steps": 10}, "num_inference_steps"),
+        ({"_class_name": "DDIMScheduler"}, {"mu": 0.5}, "mu"),
+        (
+            {
+                "_class_name": "UniPCMultistepScheduler",
+                "use_flow_sigmas": True,
+                "shift_terminal": 0.1,
+            },
+            {},
+            "shift_terminal",
+        ),
+        (
+            {
+                "_class_name": "DPMSolverMultistepScheduler",
+                "use_flow_sigmas": True,
+                "use_karras_sigmas": True,
+            },
+            {},
+            "use_karras_sigmas",
+        ),
+        (
+            {"_class_name": "EDMDPMSolverMultistepScheduler", "prediction_type": "sample"},
+            {},
+            "prediction_type",
+        ),
+        ({"_class_name": "EDMEulerScheduler", "sigma_schedule": "beta"}, {}, "sigma_schedule"),
+        ({"_class_name": "HeunDiscreteScheduler", "clip_sample": True}, {}, "clip_sample"),
+        (
+            {"_class_name": "EulerDiscreteScheduler", "interpolation_type": "log_linear"},
+            {},
+            "interpolation_type",
+        ),
+        (
+            {
+                "_class_name": "EulerDiscreteScheduler",
+                "use_karras_sigmas": True,
+                "timestep_spacing": "leading",
+            },
+            {},
+            "use_karras_sigmas",
+        ),
+        (
+            {
+                "_class_name": "DPMSolverMultistepInverseScheduler",
+                "algorithm_type": "sde-dpmsolver++",
+            },
+            {},
+            "algorithm_type",
+        ),
+        (
+            {"_class_name": "DPMSolverMultistepInverseScheduler", "use_flow_sigmas": True},
+            {},
+            "use_flow_sigmas",
+        ),
+        (
+            {"_class_name": "DPMSolverMultistepScheduler", "use_dynamic_shifting": True},
+            {"mu": 1.0},
+            "use_dynamic_shifting",
+        ),
+    ],
+)
+def test_refused_options_name_the_key(cfg, kw, key):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(ValueError, match=key):
+            dpm_jax.from_diffusers_config(cfg, **kw)
+
+
+def test_what_each_new_class_maps_to():
+    """The classes read since issue 22, in dpm_jax's terms (their runs against diffusers:
+    tests/golden/test_diffusers_suite.py)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        inv = dpm_jax.from_diffusers_config({"_class_name": "DPMSolverMultistepInverseScheduler"})
+        edm = dpm_jax.from_diffusers_config(
+            {"_class_name": "EDMDPMSolverMultistepScheduler", "prediction_type": "v_prediction"}
+        )
+        heun = dpm_jax.from_diffusers_config(
+            {"_class_name": "HeunDiscreteScheduler", "num_train_timesteps": 1100}
+        )
+        fme = dpm_jax.from_diffusers_config(
+            {"_class_name": "FlowMatchEulerDiscreteScheduler", "use_dynamic_shifting": True},
+            mu=0.8,
+            num_inference_steps=4,
+        )
+    assert inv.inverse and inv.options["final_sigmas_type"] == "sigma_max"
+    assert edm.model_type == "edm_v" and edm.schedule.name == "edm"
+    assert edm.options["skip_type"] == "karras" and edm.options["final_sigmas_type"] == "zero"
+    assert heun.options["method"] == "heun" and heun.options["spacing_rule"] == "euler"
+    assert heun.schedule.input_scale == 1100.0  # the network gets diffusers' table index
+    assert not any((inv.notes, edm.notes, heun.notes))  # nothing differs from diffusers
+    # flow-matching Euler with mu: shift e^mu, diffusers' grid linspace(1, 1/N, 4) then 0
+    assert fme.schedule == dpm_jax.schedules.flow(shift=np.exp(0.8), time_scale=1000.0)
+    np.testing.assert_allclose(fme.options["timesteps"], [*np.linspace(1, 1e-3, 4), 0.0])
+
+
+def test_unipc_flow_and_karras_sigmas():
+    """diffusers' tests/schedulers/test_scheduler_unipc.py::test_flow_and_karras_sigmas_values
+    (the sigmas it expects, compared as torch.allclose does: rtol 1e-5, atol 1e-8)."""
+    want = [0.9950248599052429, 0.9787454605102539, 0.8774884343147278, 0.3604971766471863,
+            0.009900986216962337, 0.0]  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        setup = dpm_jax.from_diffusers_config(
+            {
+                "_class_name": "UniPCMultistepScheduler",
+                "sigma_min": 0.01,
+                "sigma_max": 200.0,
+                "use_flow_sigmas": True,
+                "use_karras_sigmas": True,
+            }
+        )
+    nodes = dpm_jax.grid_nodes(
+        setup.schedule,
+        "karras",
+        setup.options["t_start"],
+        setup.options["t_end"],
+        5,
+        setup.options["final_sigmas_type"],
+    )
+    np.testing.assert_allclose([n.p.sigma for n in nodes], want, rtol=1e-5, atol=1e-8)

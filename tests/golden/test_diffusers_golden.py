@@ -166,19 +166,29 @@ def test_sde3_differs_from_diffusers_for_a_reason():
 
 @pytest.mark.parametrize("cid", GRIDS)
 def test_first_order_schedulers_map_to_ddim(cid):
-    """DDIM / Euler / FlowMatchEuler configs become the DDIM step (DPM-Solver++ order 1)
-    on dpm_jax's grid of the same spacing: same noise range, same number of calls,
-    and a note that says the grid differs."""
+    """DDIM / Euler / FlowMatchEuler configs become the DDIM step (DPM-Solver++ order 1).
+
+    Since issue 22 DDIM and Euler run on their own grids (``spacing_rule`` "ddim" /
+    "euler"): the model is called at diffusers' timesteps (Euler's fractional ones too)
+    with diffusers' noise levels. FlowMatchEuler read without ``num_inference_steps``
+    keeps dpm_jax's grid of the same spacing: same noise range, same number of calls, and
+    a note that says the grid differs (with it, ``tests/golden/test_diffusers_suite.py``
+    checks the exact grid)."""
     cfg, setup = _setup(cid)
     steps = int(Z[f"steps/{cid}"])
     assert setup.options["order"] == 1 and setup.options["algorithm_type"] == "dpmsolver++"
-    assert any("grid" in n for n in setup.notes)
-    plan = dpm_jax.build_plan(setup.schedule, steps=steps, **setup.options)
+    plan = dpm_jax.build_plan(setup.schedule, options=setup.options.replace(steps=steps))
     assert plan.nfe == steps
-    if f"sigmas/{cid}" in Z.files:
+    if setup.model_type == "flow":
+        assert any("grid" in n for n in setup.notes)
         want = Z[f"sigmas/{cid}"]
-        flow = setup.model_type == "flow"
-        ours = plan.sigma if flow else plan.sigma / plan.alpha
         # the first model call is at diffusers' noise level (3 digits: grids differ slightly)
-        np.testing.assert_allclose(ours[0], want[0], rtol=2e-2)
+        np.testing.assert_allclose(plan.sigma[0], want[0], rtol=2e-2)
         assert want[-1] == 0.0
+        return
+    np.testing.assert_allclose(plan.t_input, Z[f"timesteps/{cid}"], rtol=0, atol=1e-9)
+    if f"sigmas/{cid}" in Z.files:  # Euler: sigma / alpha at each call
+        np.testing.assert_allclose(plan.sigma / plan.alpha, Z[f"sigmas/{cid}"][:-1], rtol=1e-12)
+    else:  # DDIM: alpha^2 is the table's alphas_cumprod at each call
+        abar = Z[f"alphas_cumprod/{cid}"][Z[f"timesteps/{cid}"].astype(int)]
+        np.testing.assert_allclose(plan.alpha**2, abar, rtol=1e-12)

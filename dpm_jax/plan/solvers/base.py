@@ -44,6 +44,9 @@ class Run(NamedTuple):
       steps: the number of grid intervals.
       options: the validated :class:`~dpm_jax.SolverOptions`.
       algorithm: what ``options.algorithm_type`` means (data / noise, stochastic).
+      landings: None, or the node each step ends on where that is not the next node
+        (DDIM's grids, :func:`dpm_jax.plan.grids.grid_landings`; the state is then taken
+        as the next node's): only solvers with ``lands_off_grid`` run such grids.
     """
 
     schedule: Schedule
@@ -54,6 +57,7 @@ class Run(NamedTuple):
     steps: int
     options: Any
     algorithm: Algorithm
+    landings: list[Node] | None = None
 
 
 class Solver:
@@ -72,6 +76,8 @@ class Solver:
     #: row i < steps calls the model at node i (``model_timesteps`` may move those calls)
     calls_at_nodes: ClassVar[bool] = False
     adaptive: ClassVar[bool] = False  # chooses its grid on device (no plan)
+    #: it runs grids whose steps end off the next node (``Run.landings``)
+    lands_off_grid: ClassVar[bool] = False
 
     def check_options(self, options) -> None:
         """Refuses option values this solver cannot run (grid-independent)."""

@@ -34,6 +34,15 @@ class Multistep(Solver):
     include_start = True
     calls_at_nodes = True
     steps_at_least_order = True
+    lands_off_grid = True
+
+    def check(self, run: Run) -> None:
+        if run.landings is not None and (run.options.order != 1 or run.algorithm.stochastic):
+            raise ValueError(
+                "spacing_rule='ddim' on this grid ends each step at t - N // steps, off the "
+                "next timestep (DDIMScheduler's rule): it takes `order`=1 and a "
+                "deterministic algorithm_type, as DDIM."
+            )
 
     def check_options(self, options) -> None:
         if options.algorithm.name == "sde-dpmsolver" and options.order == 3:
@@ -50,6 +59,11 @@ class Multistep(Solver):
         orders = cap_orders(orders, run.nodes)
         e2_weight = 2.0 if o_.multistep3_variant == "third_order" else 1.0
         nodes, pts = run.nodes, [n.p for n in run.nodes]
+        if run.landings is not None:  # DDIM: step k ends at landings[k - 1], order 1
+            for i, land in enumerate(run.landings):
+                a, lin = first_order(rows.data, pts[i], land.p)
+                rows.add(nodes[i], a, {key + i: c for key, c in lin.items()}, True)
+            return
         for k, o in enumerate(orders, start=1):
             i = k - 1  # row i evaluates at nodes[k-1] and steps to nodes[k]
             if run.algorithm.stochastic:

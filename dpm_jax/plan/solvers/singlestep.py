@@ -53,9 +53,7 @@ class Singlestep(Solver):
             emit_outer_steps(rows, run, [node(sch, float(t)) for t in ts], orders)
         else:
             final_zero = getattr(grid, "final_sigmas_type", None) == "zero"
-            calls = grid.rule.singlestep_calls(
-                run.steps, o_.order, o_.lower_order_final, final_zero
-            )
+            calls = grid.rule.singlestep(run.steps, o_.order, o_.lower_order_final, final_zero)
             emit_node_calls(rows, run.nodes, cap_call_orders(calls, run.nodes), o_.solver_type)
 
 
