@@ -1,7 +1,8 @@
 """dpm_jax: DPM-Solver, DPM-Solver++ and UniPC in JAX, one compiled loop.
 
 The public face: :func:`sample` and :func:`inverse` (with :class:`SolverOptions`,
-the options defined once), :func:`model_wrapper`, the :mod:`schedules`, the
+the options defined once), :func:`model_wrapper`, the :mod:`schedules`, the step
+API (:func:`stepper`: the loop in the user's hands), the
 lower level :func:`build_plan` / :func:`execute_plan` (a :class:`Plan` is a
 table of coefficients; the planner's grids and solvers live in :mod:`dpm_jax.plan`),
 :mod:`sharding` and :func:`from_diffusers_config`. Test problems with exact
@@ -18,6 +19,7 @@ from dpm_jax._executor import SampleInfo, execute_plan
 from dpm_jax._model import WrappedModel, model_wrapper
 from dpm_jax._options import SolverOptions
 from dpm_jax._sample import inverse, sample
+from dpm_jax._stepper import Stepper, StepState, StepTime, stepper
 from dpm_jax.diffusers import DiffusersSetup, from_diffusers_config
 from dpm_jax.optimize import load_timesteps, optimize_timesteps, save_timesteps
 from dpm_jax.plan import Plan, build_plan, grid_nodes, time_grid
@@ -29,6 +31,9 @@ __all__ = [
     "Plan",
     "SampleInfo",
     "SolverOptions",
+    "StepState",
+    "StepTime",
+    "Stepper",
     "WrappedModel",
     "build_plan",
     "dynamic_thresholding",
@@ -45,5 +50,6 @@ __all__ = [
     "save_timesteps",
     "schedules",
     "sharding",
+    "stepper",
     "time_grid",
 ]
