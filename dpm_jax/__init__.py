@@ -17,6 +17,7 @@ from dpm_jax import plan, problems, schedules, sharding
 from dpm_jax._corrections import dynamic_thresholding
 from dpm_jax._executor import SampleInfo, execute_plan
 from dpm_jax._model import WrappedModel, model_wrapper
+from dpm_jax._noising import add_noise, strength_to_time
 from dpm_jax._options import SolverOptions
 from dpm_jax._sample import inverse, sample
 from dpm_jax._stepper import Stepper, StepState, StepTime, stepper
@@ -35,6 +36,7 @@ __all__ = [
     "StepTime",
     "Stepper",
     "WrappedModel",
+    "add_noise",
     "build_plan",
     "dynamic_thresholding",
     "execute_plan",
@@ -51,5 +53,6 @@ __all__ = [
     "schedules",
     "sharding",
     "stepper",
+    "strength_to_time",
     "time_grid",
 ]
