@@ -212,6 +212,12 @@ def run(model, x, schedule, options, direction: str, batch_axis=None):
     model = as_model(model)
     if isinstance(model, WrappedModel):
         model.check_batch(x)
+        if model.stateful:
+            raise ValueError(
+                "`apg` (adaptive projected guidance) carries a momentum from one model call "
+                "to the next, which the adaptive solver's rejected attempts would disturb; "
+                "use a fixed grid, or classifier-free guidance without apg."
+            )
         if model.integer_time:
             raise ValueError(
                 "method='adaptive' chooses its times on the fly, so its time inputs are not "

@@ -45,8 +45,21 @@ def make_model_fn(model, algorithm_type: str, corrector: Callable | None, corr_p
 
     A bare network is what ``model_wrapper(net, schedule)`` makes of it: a noise
     prediction ``net(x, t_input)`` called with the schedule's time input (one time
-    convention for bare and wrapped networks), x0 = (x - sigma eps) / alpha."""
+    convention for bare and wrapped networks), x0 = (x - sigma eps) / alpha.
+
+    A model with a state (APG's momentum, ``model.stateful``) gives
+    ``M(x, t, t_input, alpha, sigma, state) -> (m, state)``."""
     data = algorithm(algorithm_type).data
+    if isinstance(model, WrappedModel) and model.stateful:  # M(x, ..., state) -> (m, state)
+
+        def stateful(x, t, t_input, alpha, sigma, state):
+            m, state = model.predict(x, t, t_input, alpha, sigma, data, state)
+            m = m.astype(x.dtype)
+            if data and corrector is not None:
+                m = corrector(m, t, *corr_params).astype(x.dtype)
+            return m, state
+
+        return stateful
     if isinstance(model, WrappedModel):
 
         def predict(x, t, t_input, alpha, sigma):
@@ -118,9 +131,9 @@ def _rebuilt(network, data):
     return model, corrector, corr_params
 
 
-def _model_fn_of_parts(network, data, x, t, t_input, alpha, sigma, *, algorithm_type):
+def _model_fn_of_parts(network, data, *inputs, algorithm_type):
     model, corrector, corr_params = _rebuilt(network, data)
-    return make_model_fn(model, algorithm_type, corrector, corr_params)(x, t, t_input, alpha, sigma)
+    return make_model_fn(model, algorithm_type, corrector, corr_params)(*inputs)
 
 
 def _final_fn_of_parts(network, data, x, t):
@@ -199,14 +212,19 @@ def _row_body(
     xt_fn=None,
     include_start: bool = False,
     last: int = -1,
+    stateful: bool = False,
 ):
     """One row of the scan (see :mod:`dpm_jax._rows`): M_i = M(x_i, t_i), the correction of
     the start, the linear update (XLA fuses it with the model's last operations and,
     unrolled, across rows), the corrections of the state."""
 
     def body(carry, row):
-        x_i, partial = carry
-        m = model_fn(x_i, row["t"], row["t_input"], row["alpha"], row["sigma"])
+        if stateful:
+            x_i, partial, g = carry
+            m, g = model_fn(x_i, row["t"], row["t_input"], row["alpha"], row["sigma"], g)
+        else:
+            x_i, partial = carry
+            m = model_fn(x_i, row["t"], row["t_input"], row["alpha"], row["sigma"])
         if progress is not None:
             _progress.tick(*progress)
         x_i = _rows.correct_start(x_i, row, xt_fn, include_start)
@@ -216,7 +234,7 @@ def _row_body(
         out = None
         if return_intermediate:  # (and the corrected start, which the intermediates begin with)
             out = (x_next, x_i) if xt_fn is not None and include_start else x_next
-        return (x_next, partial), out
+        return ((x_next, partial, g) if stateful else (x_next, partial)), out
 
     return body
 
@@ -243,6 +261,7 @@ def _execute(
     key=None,
     xt_fn=None,
     xt_steps=None,
+    state=None,
     *,
     return_intermediate: bool,
     unroll="auto",
@@ -273,8 +292,11 @@ def _execute(
         xt_fn=xt_fn,
         include_start=plan.include_start,
         last=r - 1,
+        stateful=state is not None,
     )
-    init = (x, tuple(jnp.zeros_like(x) for _ in range(w - 1)))
+    init: tuple = (x, tuple(jnp.zeros_like(x) for _ in range(w - 1)))
+    if state is not None:  # the model's state (APG's momentum) travels with the carry
+        init = init + (state,)
     row0 = jax.tree_util.tree_map(lambda a: a[0], rows)
     closed, out_shape = jax.make_jaxpr(body, return_shape=True)(init, row0)  # the only trace
     if unroll == "auto":
@@ -289,7 +311,8 @@ def _execute(
     if remat:  # backward pass recomputes each row: memory independent of the number of rows
         replay = jax.checkpoint(replay)
 
-    (x_out, _), ys = jax.lax.scan(replay, init, rows, unroll=unroll)
+    carry, ys = jax.lax.scan(replay, init, rows, unroll=unroll)
+    x_out = carry[0]
     inter = None
     if return_intermediate:
         start = x
@@ -423,14 +446,10 @@ def run_plan(model, x, plan: Plan, options, key=None, shard_axis=None):
     final = None
     if corrector is not None and not plan.data_prediction and plan.denoise_to_zero:
         final = (jax.ShapeDtypeStruct(x.shape, x.dtype), scalar)
+    state = model.guidance_state(x) if isinstance(model, WrappedModel) else None
+    inputs = (x, scalar, scalar, scalar, scalar) + (() if state is None else (state,))
     model_fn, final_fn, xt_fn, bound = model_functions(
-        model,
-        plan.algorithm_type,
-        corrector,
-        corr_params,
-        (x, scalar, scalar, scalar, scalar),
-        final,
-        options.correcting_xt_fn,
+        model, plan.algorithm_type, corrector, corr_params, inputs, final, options.correcting_xt_fn
     )
     run = _execute_jit if bound and not is_traced(x, plan, key) else _execute
     x_out, inter = run(
@@ -441,6 +460,7 @@ def run_plan(model, x, plan: Plan, options, key=None, shard_axis=None):
         key,
         xt_fn,
         None if xt_fn is None else _rows.correction_steps(plan),
+        state,
         return_intermediate=options.return_intermediate,
         unroll=options.unroll,
         remat=options.remat,

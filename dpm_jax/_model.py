@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dpm_jax import _checks
+from dpm_jax import _checks, guidance
 from dpm_jax.schedules import Schedule
 
 __all__ = ["WrappedModel", "model_wrapper"]
@@ -72,6 +72,9 @@ class WrappedModel:
     sigma_data: float | None = dataclasses.field(default=None, metadata=dict(static=True))
     params: Any = None
     integer_time: bool = dataclasses.field(default=False, metadata=dict(static=True))
+    guidance_rescale: Any = None
+    guidance_interval: Any = None
+    apg: Any = None
 
     def data_fields(self) -> dict:
         """The fields that are pytree leaves (traced: new values do not recompile)."""
@@ -174,11 +177,22 @@ class WrappedModel:
         eps = -s * out  # score
         return (x - s * eps) / a if data else eps
 
-    def predict(self, x, t, t_input, alpha, sigma, data: bool):
+    @property
+    def stateful(self) -> bool:
+        """Whether the model carries a state from one call to the next (APG's momentum)."""
+        return self.apg is not None
+
+    def guidance_state(self, x):
+        """The state before the first call (APG's running average: zeros of x's shape)."""
+        return jnp.zeros_like(x) if self.stateful else None
+
+    def predict(self, x, t, t_input, alpha, sigma, data: bool, state=None):
         """The (guided) data prediction x0 (``data=True``) or noise prediction eps at the
         planned schedule values; guidance is linear in either space:
         classifier-free ``P_u + s (P_c - P_u)``, classifier ``eps - s sigma grad log p``
-        (``x0 + s sigma^2 / alpha grad log p``)."""
+        (``x0 + s sigma^2 / alpha grad log p``). With a guidance interval, s is 1 outside
+        it; ``guidance_rescale`` combines and rescales the network's outputs before the
+        conversion; APG combines data predictions and returns ``(prediction, state)``."""
         del t
         if self.guidance_type == "uncond":
             return self.convert(self._net(x, t_input, alpha, sigma), x, alpha, sigma, data)
@@ -215,9 +229,25 @@ class WrappedModel:
             lambda v: jnp.concatenate([v, v]) if np.ndim(v) >= 1 and np.shape(v)[0] == b else v,
             self.model_kwargs,
         )
-        out = self.convert(self._net(x2, t2, a2, s2, c2, k2), x2, a2, s2, data)
+        raw = self._net(x2, t2, a2, s2, c2, k2)
+        scale = self.guidance_scale
+        if self.guidance_interval is not None:  # Kynkaanniemi et al. 2024, Sec. 3
+            lo, hi = self.guidance_interval
+            level = jnp.asarray(sigma, x.dtype) / jnp.asarray(alpha, x.dtype)  # EDM's sigma
+            scale = guidance.interval_scale(scale, level, lo, hi)
+        if self.guidance_rescale is not None:  # Lin et al. 2024, Sec. 3.4: on the outputs
+            o_u, o_c = jnp.split(raw, 2, axis=0)
+            guided = guidance.rescale(guidance.cfg(o_u, o_c, scale), o_c, self.guidance_rescale)
+            return self.convert(guided, x, alpha, sigma, data)
+        if self.apg is not None:  # Sadat et al. 2024, Alg. 1: on the data predictions
+            d_u, d_c = jnp.split(self.convert(raw, x2, a2, s2, True), 2, axis=0)
+            d, new_state = guidance.apg(d_u, d_c, scale, self.apg, state)
+            if not data:  # eps = (x - alpha x0) / sigma
+                d = (x - _expand(alpha, x) * d) / _expand(sigma, x)
+            return d, new_state
+        out = self.convert(raw, x2, a2, s2, data)
         p_u, p_c = jnp.split(out, 2, axis=0)
-        return p_u + _expand(self.guidance_scale, x) * (p_c - p_u)
+        return p_u + _expand(scale, x) * (p_c - p_u)
 
     def noise(self, x, t, t_input, alpha, sigma):
         """eps(x, t) given the schedule's values at t (as the executor has them planned)."""
@@ -258,6 +288,9 @@ _DATA_FIELDS = [
     "model_kwargs",
     "classifier_kwargs",
     "params",
+    "guidance_rescale",
+    "guidance_interval",
+    "apg",
 ]
 jax.tree_util.register_dataclass(
     WrappedModel,
@@ -294,6 +327,9 @@ def model_wrapper(
     *,
     params: Any = None,
     integer_time: bool = False,
+    guidance_rescale: Any = None,
+    guidance_interval: Any = None,
+    apg: Any = None,
 ) -> WrappedModel:
     """Wraps a network as a continuous-time noise predictor eps(x, t).
 
@@ -345,6 +381,20 @@ def model_wrapper(
     passed as ``model`` has its arrays read at each call; a function closing over
     arrays is traced at each eager call, which reads them as they are then.
 
+    Classifier-free guidance options (:mod:`dpm_jax.guidance`; traced values: a new value
+    does not recompile; each needs ``unconditional_condition``):
+
+    - ``guidance_rescale=phi`` in [0, 1] (Lin et al. 2024, arXiv 2305.08891, Sec. 3.4,
+      for zero-terminal-SNR models): the guided network output ``o_u + s (o_c - o_u)``
+      rescaled to the per-sample standard deviation of ``o_c`` and mixed by phi, in the
+      network's own parameterisation (as diffusers' ``guidance_rescale``), then converted.
+    - ``guidance_interval=(lo, hi)`` (Kynkäänniemi et al. 2024, arXiv 2404.07724): guide
+      only where EDM's noise level sigma_t / alpha_t lies in (lo, hi]; scale 1 elsewhere.
+    - ``apg=dpm_jax.guidance.APG(eta, norm_threshold, momentum)`` (Sadat et al. 2024, arXiv
+      2410.02416): adaptive projected guidance of the data predictions, its momentum
+      carried from one model call to the next through the sampling loop (fixed grids;
+      not with ``guidance_rescale``).
+
     Integer time inputs: ``integer_time=True`` passes ``t_input`` as int32 (a network
     that embeds its timestep with ``nn.Embed``). The run's time inputs must then be
     integers, i.e. the grid must lie on the discrete table's timesteps: diffusers'
@@ -370,6 +420,9 @@ def model_wrapper(
     _checks.check_choice("model_type", model_type, _checks.MODEL_TYPES)
     _checks.check_choice("guidance_type", guidance_type, _checks.GUIDANCE_TYPES)
     integer_time = _checks.check_bool("integer_time", integer_time)
+    _check_guidance_options(
+        guidance_type, (guidance_rescale, guidance_interval, apg), unconditional_condition
+    )
     if integer_time and model_type in ("edm", "edm_v"):
         raise ValueError(
             "`integer_time=True` does not apply with model_type='edm' (its network gets "
@@ -418,7 +471,69 @@ def model_wrapper(
         sigma_data=_check_sigma_data(model_type, sigma_data, noise_schedule),
         params=params,
         integer_time=integer_time,
+        guidance_rescale=guidance_rescale,
+        guidance_interval=None if guidance_interval is None else tuple(guidance_interval),
+        apg=apg,
     )
+
+
+def _number(v) -> bool:
+    return isinstance(v, jax.core.Tracer) or (
+        not isinstance(v, bool) and isinstance(v, (int, float, np.number))
+    )
+
+
+def _check_guidance_options(guidance_type, options, unconditional_condition) -> None:
+    """The classifier-free guidance options: each a valid value, each used (they need
+    classifier-free guidance on a doubled batch), not rescale and APG together."""
+    from dpm_jax.guidance import APG
+
+    rescale, interval, apg_ = options
+    names = [
+        n
+        for n, v in zip(("guidance_rescale", "guidance_interval", "apg"), options)
+        if v is not None
+    ]
+    if not names:
+        return
+    if guidance_type != "classifier-free" or unconditional_condition is None:
+        raise ValueError(
+            f"`{names[0]}` is an option of classifier-free guidance: it needs "
+            "guidance_type='classifier-free' with an `unconditional_condition`."
+        )
+    if rescale is not None:
+        if not _number(rescale):
+            raise TypeError(f"`guidance_rescale` must be a number in [0, 1], got {rescale!r}.")
+        if not isinstance(rescale, jax.core.Tracer) and not 0.0 <= float(rescale) <= 1.0:
+            raise ValueError(f"`guidance_rescale` must lie in [0, 1], got {rescale!r}.")
+    if interval is not None:
+        if not isinstance(interval, (tuple, list)) or len(interval) != 2:
+            raise TypeError(
+                "`guidance_interval` must be a pair (lo, hi) of noise levels sigma_t / alpha_t, "
+                f"got {interval!r}."
+            )
+        lo, hi = interval
+        if not (_number(lo) and _number(hi)):
+            raise TypeError(f"`guidance_interval` must hold two numbers, got {interval!r}.")
+        if not any(isinstance(v, jax.core.Tracer) for v in interval) and not 0.0 <= lo < hi:
+            raise ValueError(f"`guidance_interval` must have 0 <= lo < hi, got {interval!r}.")
+    if apg_ is not None:
+        if not isinstance(apg_, APG):
+            raise TypeError(
+                f"`apg` must be a dpm_jax.guidance.APG(eta, norm_threshold, momentum), got "
+                f"{type(apg_).__name__}."
+            )
+        if rescale is not None:
+            raise ValueError(
+                "`apg` and `guidance_rescale` are two ways to tame large guidance scales; "
+                "use one of them."
+            )
+        for name in ("eta", "norm_threshold", "momentum"):
+            v = getattr(apg_, name)
+            if not _number(v):
+                raise TypeError(f"`apg.{name}` must be a number, got {v!r}.")
+        if not isinstance(apg_.norm_threshold, jax.core.Tracer) and apg_.norm_threshold < 0:
+            raise ValueError(f"`apg.norm_threshold` must be >= 0, got {apg_.norm_threshold!r}.")
 
 
 def _check_sigma_data(model_type, sigma_data, schedule):
