@@ -73,8 +73,8 @@ def interval_scale(scale, sigma, lo, hi):
     prediction alone). ``sigma`` is EDM's noise level sigma_t / alpha_t (per sample or
     scalar).
 
-    >>> interval_scale(4.0, 10.0, 0.3, 5.0), interval_scale(4.0, 1.0, 0.3, 5.0)
-    (Array(1., dtype=float32, weak_type=True), Array(4., dtype=float32, weak_type=True))
+    >>> float(interval_scale(4.0, 10.0, 0.3, 5.0)), float(interval_scale(4.0, 1.0, 0.3, 5.0))
+    (1.0, 4.0)
     """
     inside = (sigma > lo) & (sigma <= hi)
     return jnp.where(inside, scale, jnp.ones_like(jnp.asarray(scale)))

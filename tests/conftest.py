@@ -6,7 +6,13 @@
   pass float32 arrays explicitly (the library follows the dtype of the state),
   so x64 being on also guards against silent promotion to float64.
 * Under ``-n``, each file's tests go to one worker (``pytest_configure`` below).
+* The ``slow`` marker (``SLOW`` below, set in one place): the long golden sets beyond a
+  sample of them, the heavy grid fits, the randomized API sweep, the notebook and the
+  two-process run. The README's command leaves them out (``-m "not slow"`` in
+  ``pyproject.toml``); CI runs them too (``python -m pytest -q -n auto -m slow``).
 """
+
+import re
 
 import chex
 import jax
@@ -24,3 +30,39 @@ def pytest_configure(config):
     if getattr(config.option, "numprocesses", None) and config.option.dist == "load":
         if "--dist" not in " ".join(config.invocation_params.args):
             config.option.dist = "loadfile"
+
+
+#: Tests marked ``slow`` (node ids matched from the start, after ``tests/``). Of the
+#: parametrized golden runs, every ``GOLDEN_SAMPLE``-th stays in the fast suite.
+SLOW = (
+    "api/test_random_api.py",
+    "demo/test_notebook.py",
+    "executor/test_multihost.py",
+    "plan/test_plan_freeze.py::test_plans_do_not_depend_on_the_blas_kernel",
+    "optimize/test_optimize.py::test_every_objective_gives_a_valid_grid_that_samples",
+    "optimize/test_optimize.py::test_image_shaped_states",
+    "optimize/test_optimize.py::test_other_spans_and_the_time_parametrisation",
+    "optimize/test_optimize.py::test_decoupled_model_times",
+    "optimize/test_optimize.py::test_minibatch_decoupled_fit",
+    "optimize/test_optimize.py::test_restarts_return",
+    "optimize/test_optimize.py::test_a_loss_that_turns_nan",
+    "optimize/test_optimize.py::test_dmn_is_data_free",
+    "optimize/test_optimize.py::test_gits_finds_the_known_optimum",
+    "optimize/test_optimize.py::test_ld3_gradient_in_the_model_times",
+)
+GOLDEN = ("golden/test_golden.py::", "golden/test_reference_xt_golden.py::")
+GOLDEN_SAMPLE = 6
+
+
+def pytest_collection_modifyitems(config, items):
+    slow = __import__("pytest").mark.slow
+    seen: dict = {}
+    for item in items:
+        node = re.sub(r"^.*?tests/", "", item.nodeid)
+        if node.startswith(SLOW):
+            item.add_marker(slow)
+        elif node.startswith(GOLDEN) and "[" in node:
+            group = node.split("[")[0]
+            k = seen[group] = seen.get(group, -1) + 1
+            if k % GOLDEN_SAMPLE:
+                item.add_marker(slow)
