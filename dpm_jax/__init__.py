@@ -20,6 +20,7 @@ from dpm_jax._model import WrappedModel, model_wrapper
 from dpm_jax._noising import add_noise, strength_to_time
 from dpm_jax._options import SolverOptions
 from dpm_jax._sample import inverse, sample
+from dpm_jax._status import SamplingError
 from dpm_jax._stepper import Stepper, StepState, StepTime, stepper
 from dpm_jax.diffusers import DiffusersSetup, from_diffusers_config
 from dpm_jax.optimize import load_timesteps, optimize_timesteps, save_timesteps
@@ -31,6 +32,7 @@ __all__ = [
     "DiffusersSetup",
     "Plan",
     "SampleInfo",
+    "SamplingError",
     "SolverOptions",
     "StepState",
     "StepTime",

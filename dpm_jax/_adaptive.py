@@ -15,7 +15,19 @@ marginal scale c_t makes the norm scale-free: c_t = 1 on VP schedules (the
 reference's norm, unchanged), while on VE / EDM schedules, where x_T ~ sigma_max,
 the tolerances stay relative to the state's size instead of accepting huge
 steps. The next step is
-``h = min(theta h E^(-1/order), lambda_end - lambda_s)`` (theta = 0.9, h_init = 0.05).
+``h = min(theta h min(E^(-1/order), g), h_max, lambda_end - lambda_s)`` (theta = 0.9,
+h_init = 0.05) with the growth cap g = ``max_step_growth`` (2 by default) and h_max = 1
+in lambda. ``max_step_growth=None`` is the reference's rule (g = h_max = inf): on easy
+steps E is tiny, the next step grew unboundedly, and on such steps the lower- vs
+higher-order difference badly underestimates the error (order 2 with the data
+prediction ended 31 % off the exact Gaussian solution after 8 model calls); capped,
+every order and algorithm lands within 1.3 % of it on VP, VE, EDM and flow schedules
+(``tests/solvers/test_adaptive.py``), for about 40 model calls.
+
+A run that cannot finish is reported, not hidden: a per-sample status (0 finished,
+1 the attempt cap ``MAX_ATTEMPTS`` reached, 2 a non-finite error estimate (a NaN model
+output), 3 a step too small to move t in the state's precision, an unreachable
+tolerance); failed samples stop at once.
 
 The grid is chosen on device, so the solver is a ``lax.while_loop``; its stages
 are an inner ``lax.scan`` (the model is traced once) whose coefficients come
@@ -30,15 +42,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dpm_jax import _checks
+from dpm_jax import _checks, _status
 from dpm_jax import _coeffs as C
 from dpm_jax._algorithm import algorithm
 from dpm_jax._corrections import make_corrector
 from dpm_jax._executor import SampleInfo, as_model, is_traced, model_functions
 from dpm_jax._model import WrappedModel
+from dpm_jax._status import ATTEMPTS_EXHAUSTED, FINISHED, NON_FINITE, STEP_UNDERFLOW
 
 H_INIT, THETA, T_ERR = 0.05, 0.9, 1e-5
 MAX_ATTEMPTS = 10_000
+H_MAX = 1.0  # the largest step in lambda when steps are capped (max_step_growth set)
 
 
 def _stage_tables(schedule, data: bool, order: int, solver_type: str, s, t, dtype):
@@ -100,7 +114,8 @@ def adaptive_sample(
     error_norm: str = "batch",
     batch_axis=None,
 ):
-    """Runs DPM-Solver-12/23 from tols = (t_start, t_end, atol, rtol); returns (x, nfe).
+    """Runs DPM-Solver-12/23 from tols = (t_start, t_end, atol, rtol, max_growth); returns
+    (x, nfe, status).
 
     ``model_fn(x, t, t_input, alpha, sigma)`` is the model function of ``algorithm_type``
     (per-sample times, shape (B,)); ``x0_fn`` the data prediction at t_end (scalar
@@ -115,7 +130,7 @@ def adaptive_sample(
     dtype = x.dtype
     b = x.shape[0]
     data = algorithm(algorithm_type).data
-    t_start, t_end, atol, rtol = (jnp.asarray(v, dtype) for v in tols)
+    t_start, t_end, atol, rtol, max_growth, h_max = (jnp.asarray(v, dtype) for v in tols)
     lam_end = schedule.marginal_lambda(t_end)
     direction = jnp.sign(lam_end - schedule.marginal_lambda(t_start))
 
@@ -145,16 +160,16 @@ def adaptive_sample(
             return jnp.ones_like(t)
         return jnp.hypot(schedule.marginal_alpha(t), schedule.marginal_std(t))
 
-    def active(s):
-        return jnp.abs(s - t_end) > T_ERR
+    def active(s, status):
+        return (jnp.abs(s - t_end) > T_ERR) & (status == FINISHED)
 
     def cond(state):
-        x, x_prev, s, h, nfe, n = state
-        return jnp.any(active(s)) & (n < MAX_ATTEMPTS)
+        x, x_prev, s, h, nfe, n, status = state
+        return jnp.any(active(s, status)) & (n < MAX_ATTEMPTS)
 
     def body(state):
-        x, x_prev, s, h, nfe, n = state
-        live = active(s)
+        x, x_prev, s, h, nfe, n, status = state
+        live = active(s, status)
         t, x_lo, x_hi = attempt(x, s, h)
         c_t, c_s = _expand(scale(t), x), _expand(scale(s), x)
         delta = jnp.maximum(atol, rtol * jnp.maximum(jnp.abs(x_lo) / c_t, jnp.abs(x_prev) / c_s))
@@ -165,24 +180,32 @@ def adaptive_sample(
             if batch_axis is not None:
                 E = jax.lax.pmax(E, batch_axis)
             E = jnp.broadcast_to(E, (b,))
-        accept = (E <= 1.0) & live
+        failed = jnp.where(~jnp.isfinite(E), NON_FINITE, jnp.where(t == s, STEP_UNDERFLOW, 0))
+        status = jnp.where(live, failed, status)
+        accept = (E <= 1.0) & live & (failed == 0)
         x = jnp.where(_expand(accept, x), x_hi, x)
         x_prev = jnp.where(_expand(accept, x), x_lo, x_prev)
         s = jnp.where(accept, t, s)
-        factor = jnp.power(E, -1.0 / order).astype(jnp.float32).astype(dtype)
+        factor = jnp.minimum(
+            jnp.power(E, -1.0 / order).astype(jnp.float32).astype(dtype), max_growth
+        )
         remaining = jnp.abs(lam_end - schedule.marginal_lambda(s))
-        h = jnp.where(live, direction * jnp.minimum(THETA * jnp.abs(h) * factor, remaining), h)
-        return x, x_prev, s, h, nfe + order * live.astype(jnp.int32), n + 1
+        h_next = jnp.minimum(jnp.minimum(THETA * jnp.abs(h) * factor, h_max), remaining)
+        h = jnp.where(live, direction * h_next, h)
+        return x, x_prev, s, h, nfe + order * live.astype(jnp.int32), n + 1, status
 
     s0 = jnp.full((b,), t_start, dtype)
     h0 = jnp.full((b,), direction * H_INIT, dtype)
-    init = (x, x, s0, h0, jnp.zeros((b,), jnp.int32), jnp.int32(0))
-    x, _, s, _, nfe, _ = jax.lax.while_loop(cond, body, init)
+    init = (x, x, s0, h0, jnp.zeros((b,), jnp.int32), jnp.int32(0), jnp.zeros((b,), jnp.int32))
+    x, _, s, _, nfe, _, status = jax.lax.while_loop(cond, body, init)
+    status = jnp.where(active(s, status), ATTEMPTS_EXHAUSTED, status)
     if x0_fn is not None:  # denoise_to_zero
         alpha, sigma = schedule.marginal_alpha(t_end), schedule.marginal_std(t_end)
         x = x0_fn(x, t_end, schedule.time_input(t_end), alpha, sigma)
         nfe = nfe + 1
-    return x, (nfe[0] if error_norm == "batch" else nfe)
+    if error_norm == "batch":
+        return x, nfe[0], jnp.max(status)
+    return x, nfe, status
 
 
 adaptive_sample_jit = jax.jit(
@@ -228,7 +251,9 @@ def run(model, x, schedule, options, direction: str, batch_axis=None):
         options.correcting_x0_fn, options.thresholding_max_val, options.dynamic_thresholding_ratio
     )
     x = jnp.asarray(x)
-    tols = (t_start, t_end, options.atol, options.rtol)
+    capped = options.max_step_growth is not None
+    growth = options.max_step_growth if capped else np.inf
+    tols = (t_start, t_end, options.atol, options.rtol, growth, H_MAX if capped else np.inf)
     b, dt = x.shape[0], x.dtype
     per_sample = jax.ShapeDtypeStruct((b,), dt)
     model_fn, _, _, bound = model_functions(
@@ -241,8 +266,9 @@ def run(model, x, schedule, options, direction: str, batch_axis=None):
             model, "dpmsolver++", corrector, corr_params, (x,) + (scalar,) * 4
         )
         bound = bound and bound0
-    fn = adaptive_sample_jit if bound and not is_traced(x, tols) else adaptive_sample
-    x_out, nfe = fn(
+    traced = not (bound and not is_traced(x, tols))
+    fn = adaptive_sample if traced else adaptive_sample_jit
+    x_out, nfe, status = fn(
         model_fn,
         x0_fn,
         x,
@@ -254,4 +280,5 @@ def run(model, x, schedule, options, direction: str, batch_axis=None):
         error_norm=options.error_norm,
         batch_axis=batch_axis,
     )
-    return x_out, SampleInfo(nfe=nfe)
+    _status.report(status, options.throw, traced)
+    return x_out, SampleInfo(nfe=nfe, status=status)

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.extend import core as jex_core
 
-from dpm_jax import _boundary, _checks, _progress, _rows
+from dpm_jax import _boundary, _checks, _progress, _rows, _status
 from dpm_jax._algorithm import algorithm
 from dpm_jax._corrections import dynamic_thresholding, make_corrector
 from dpm_jax._model import WrappedModel
@@ -32,10 +32,17 @@ class SampleInfo(NamedTuple):
         multistep: the start and the state after every step; singlestep: the
         state after every outer step; plus the denoised state with
         ``denoise_to_zero``. Otherwise None.
+      status: int32, 0 where the run finished, else why it stopped (1 the adaptive
+        solver's attempt cap, 2 a non-finite model output, 3 a step too small to move
+        t; ``dpm_jax._status.MESSAGES``): per sample (B,), or one for the batch with
+        the adaptive solver's ``error_norm="batch"``. The adaptive solver always sets
+        it; a fixed grid with ``check_finite=True`` (else None). A failure raises
+        :class:`dpm_jax.SamplingError` unless ``throw=False``.
     """
 
     nfe: Any
     intermediates: Any = None
+    status: Any = None
 
 
 def make_model_fn(model, algorithm_type: str, corrector: Callable | None, corr_params) -> Callable:
@@ -213,18 +220,23 @@ def _row_body(
     include_start: bool = False,
     last: int = -1,
     stateful: bool = False,
+    check_finite: bool = False,
 ):
     """One row of the scan (see :mod:`dpm_jax._rows`): M_i = M(x_i, t_i), the correction of
     the start, the linear update (XLA fuses it with the model's last operations and,
     unrolled, across rows), the corrections of the state."""
 
     def body(carry, row):
+        if check_finite:
+            carry, finite = carry[:-1], carry[-1]
         if stateful:
             x_i, partial, g = carry
             m, g = model_fn(x_i, row["t"], row["t_input"], row["alpha"], row["sigma"], g)
         else:
             x_i, partial = carry
             m = model_fn(x_i, row["t"], row["t_input"], row["alpha"], row["sigma"])
+        if check_finite:  # per sample: every model value so far finite
+            finite = finite & jnp.all(jnp.isfinite(m).reshape(m.shape[0], -1), axis=1)
         if progress is not None:
             _progress.tick(*progress)
         x_i = _rows.correct_start(x_i, row, xt_fn, include_start)
@@ -234,7 +246,10 @@ def _row_body(
         out = None
         if return_intermediate:  # (and the corrected start, which the intermediates begin with)
             out = (x_next, x_i) if xt_fn is not None and include_start else x_next
-        return ((x_next, partial, g) if stateful else (x_next, partial)), out
+        carry = (x_next, partial, g) if stateful else (x_next, partial)
+        if check_finite:
+            carry = carry + (finite,)
+        return carry, out
 
     return body
 
@@ -263,6 +278,7 @@ def _execute(
     xt_steps=None,
     state=None,
     *,
+    check_finite: bool = False,
     return_intermediate: bool,
     unroll="auto",
     remat: bool = False,
@@ -293,10 +309,13 @@ def _execute(
         include_start=plan.include_start,
         last=r - 1,
         stateful=state is not None,
+        check_finite=check_finite,
     )
     init: tuple = (x, tuple(jnp.zeros_like(x) for _ in range(w - 1)))
     if state is not None:  # the model's state (APG's momentum) travels with the carry
         init = init + (state,)
+    if check_finite:
+        init = init + (jnp.ones((x.shape[0],), bool),)
     row0 = jax.tree_util.tree_map(lambda a: a[0], rows)
     closed, out_shape = jax.make_jaxpr(body, return_shape=True)(init, row0)  # the only trace
     if unroll == "auto":
@@ -313,6 +332,9 @@ def _execute(
 
     carry, ys = jax.lax.scan(replay, init, rows, unroll=unroll)
     x_out = carry[0]
+    status = None
+    if check_finite:
+        status = jnp.where(carry[-1], 0, _status.NON_FINITE).astype(jnp.int32)
     inter = None
     if return_intermediate:
         start = x
@@ -322,12 +344,13 @@ def _execute(
         inter = ys[plan.intermediate_rows]
         if plan.include_start:
             inter = jnp.concatenate([start[None], inter], axis=0)
-    return x_out, inter
+    return x_out, inter, status
 
 
 _execute_jit = jax.jit(
     _execute,
     static_argnames=(
+        "check_finite",
         "return_intermediate",
         "unroll",
         "remat",
@@ -451,8 +474,9 @@ def run_plan(model, x, plan: Plan, options, key=None, shard_axis=None):
     model_fn, final_fn, xt_fn, bound = model_functions(
         model, plan.algorithm_type, corrector, corr_params, inputs, final, options.correcting_xt_fn
     )
-    run = _execute_jit if bound and not is_traced(x, plan, key) else _execute
-    x_out, inter = run(
+    traced = not (bound and not is_traced(x, plan, key))
+    run = _execute if traced else _execute_jit
+    x_out, inter, status = run(
         model_fn,
         final_fn,
         x,
@@ -461,13 +485,15 @@ def run_plan(model, x, plan: Plan, options, key=None, shard_axis=None):
         xt_fn,
         None if xt_fn is None else _rows.correction_steps(plan),
         state,
+        check_finite=options.check_finite,
         return_intermediate=options.return_intermediate,
         unroll=options.unroll,
         remat=options.remat,
         progress=options.progress,
         shard_axis=shard_axis,
     )
-    return x_out, SampleInfo(nfe=plan.nfe, intermediates=inter)
+    _status.report(status, options.throw, traced)
+    return x_out, SampleInfo(nfe=plan.nfe, intermediates=inter, status=status)
 
 
 def execute_plan(

@@ -147,6 +147,9 @@ class SolverOptions(Mapping):
     atol: float = 0.0078
     rtol: float = 0.05
     error_norm: ErrorNorm = "batch"
+    max_step_growth: float | None = 2.0
+    check_finite: bool = False
+    throw: bool = True
     return_intermediate: bool = False
     return_info: bool = False
     unroll: int | Literal["auto"] = "auto"
@@ -236,6 +239,9 @@ EXECUTION_OPTIONS = (
     "atol",
     "rtol",
     "error_norm",
+    "max_step_growth",
+    "check_finite",
+    "throw",
     "return_intermediate",
     "return_info",
     "unroll",
@@ -314,6 +320,8 @@ def _validate(o: SolverOptions) -> None:
         "return_info",
         "remat",
         "progress",
+        "check_finite",
+        "throw",
     ):
         _set_field(o, name, _checks.check_bool(name, getattr(o, name)))
     if isinstance(o.order, bool) or not isinstance(o.order, numbers.Integral):
@@ -366,6 +374,7 @@ def _validate(o: SolverOptions) -> None:
         o.correcting_x0_fn, o.thresholding_max_val, o.dynamic_thresholding_ratio
     )
     _check_correcting_xt_fn(o, solver)
+    _check_adaptive_and_status(o, solver)
     _checks.check_choice("error_norm", o.error_norm, ERROR_NORMS)
     _checks.check_positive("atol", o.atol)
     _checks.check_positive("rtol", o.rtol)
@@ -395,6 +404,42 @@ def _check_solver_options(o: SolverOptions, solver) -> None:
                 f"{', '.join(solver.options) or 'none of the solver options'}); `{name}` is an "
                 f"option of method={' / '.join(map(repr, readers))}."
             )
+
+
+def _check_adaptive_and_status(o: SolverOptions, solver) -> None:
+    """The adaptive solver's step growth cap and the failure options: each used or refused."""
+    if o.max_step_growth is not None:
+        _checks.check_positive("max_step_growth", o.max_step_growth)
+        if not isinstance(o.max_step_growth, jax.core.Tracer) and o.max_step_growth < 1.0:
+            raise ValueError(
+                f"`max_step_growth` must be >= 1 (or None: no cap), got {o.max_step_growth!r}."
+            )
+    if not solver.adaptive:
+        if not _same(o.max_step_growth, 2.0):
+            raise ValueError(
+                f"`max_step_growth` does not apply with method={o.method!r}: it caps the step "
+                "growth of method='adaptive'."
+            )
+        if not o.throw and not o.check_finite:
+            raise ValueError(
+                f"`throw=False` does not apply with method={o.method!r} and "
+                "check_finite=False: there is no status to return (pass check_finite=True "
+                "to report non-finite model outputs)."
+            )
+        return
+    if o.check_finite:
+        raise ValueError(
+            "`check_finite` does not apply with method='adaptive': it always reports a "
+            "non-finite model output (SampleInfo.status)."
+        )
+    for name in ("remat", "progress"):
+        if getattr(o, name):
+            why = (
+                "its while_loop cannot be differentiated in reverse mode"
+                if name == "remat"
+                else "its number of steps is known only when it ends"
+            )
+            raise ValueError(f"`{name}=True` does not apply with method='adaptive': {why}.")
 
 
 def _check_correcting_xt_fn(o: SolverOptions, solver) -> None:

@@ -77,6 +77,9 @@ def sample(
     atol: float = 0.0078,
     rtol: float = 0.05,
     error_norm: str = "batch",
+    max_step_growth: float | None = 2.0,
+    check_finite: bool = False,
+    throw: bool = True,
     return_intermediate: bool = False,
     return_info: bool = False,
     unroll: int | str = "auto",
@@ -212,6 +215,16 @@ def sample(
       error_norm: adaptive only: "batch" (the reference: one step sequence for
         the whole batch, controlled by the worst sample) or "per_sample" (each
         sample sizes its own steps; ``info.nfe`` then has shape (B,)).
+      max_step_growth: adaptive only: the largest factor by which a step may grow over
+        the last (2; None: no cap, the reference implementation's rule, whose steps
+        could grow until the error estimate failed: see :mod:`dpm_jax._adaptive`).
+      check_finite: fixed grids: report a non-finite model output in
+        ``info.status`` (per sample; one more reduction per row; the adaptive solver
+        always reports it).
+      throw: a run that did not finish (``info.status`` != 0: the adaptive solver's
+        attempt cap, a non-finite model output, a step too small) raises
+        :class:`dpm_jax.SamplingError` (True, the default; inside ``jax.jit`` from the
+        compiled program), or returns its status (False).
       return_intermediate: also return the intermediate states in ``info``
         (needs ``return_info=True``).
       return_info: return ``(x, info)`` with ``info.nfe`` the model calls made.
@@ -297,6 +310,9 @@ def inverse(
     atol: float = 0.0078,
     rtol: float = 0.05,
     error_norm: str = "batch",
+    max_step_growth: float | None = 2.0,
+    check_finite: bool = False,
+    throw: bool = True,
     return_intermediate: bool = False,
     return_info: bool = False,
     unroll: int | str = "auto",

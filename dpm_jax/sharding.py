@@ -169,18 +169,19 @@ def sample_sharded(
                 _batch_axis=axis_name,
                 **options,
             )
-            nfe = info.nfe
+            nfe, status = info.nfe, info.status
             if adaptive and not per_sample:
-                nfe = nfe[None]  # one value per device
-            return x0, (nfe, info.intermediates)
+                nfe, status = nfe[None], status[None]  # one value per device
+            return x0, (nfe, info.intermediates, status)
 
         nfe_spec = P(axis_name) if adaptive else P()
         inter_spec = P(None, axis_name) if options.get("return_intermediate") else P()
+        status_spec = P(axis_name) if adaptive or options.get("check_finite") else P()
         return jax.shard_map(
             local,
             mesh=mesh,
             in_specs=(data_specs, P(axis_name), key_spec),
-            out_specs=(P(axis_name), (nfe_spec, inter_spec)),
+            out_specs=(P(axis_name), (nfe_spec, inter_spec, status_spec)),
             check_vma=False,
         )(data, x, key)
 
@@ -190,9 +191,9 @@ def sample_sharded(
         if is_traced(bound.args):
             bound = None
     if bound is None:
-        x0, (nfe, inter) = whole(network, data, x_T, key)
+        x0, (nfe, inter, status) = whole(network, data, x_T, key)
     else:
-        x0, (nfe, inter) = _boundary.call(bound, x_T, key)
+        x0, (nfe, inter, status) = _boundary.call(bound, x_T, key)
     if not return_info:
         return x0
-    return x0, SampleInfo(nfe=nfe, intermediates=inter)
+    return x0, SampleInfo(nfe=nfe, intermediates=inter, status=status)

@@ -136,4 +136,6 @@ def run(c: dict, dtype=jnp.float64):
     x = jnp.asarray(z["init/" + c["x_init"]], dtype)
     fn = dpm_jax.inverse if c["api"] == "inverse" else dpm_jax.sample
     opts = {k: c[k] for k in SOLVER_OPTIONS}
+    if c["method"] == "adaptive":  # the reference's step rule: no growth cap
+        opts["max_step_growth"] = None
     return fn(wrapped_model(c, dtype), x, schedule(c["schedule"]), return_info=True, **opts)
