@@ -13,7 +13,7 @@ solutions are in :mod:`dpm_jax.testing`, the bundled digits model in :mod:`dpm_j
 ['DiffusersSetup', 'Plan', 'SampleInfo']
 """
 
-from dpm_jax import plan, problems, schedules, sharding
+from dpm_jax import grids, guidance, plan, problems, schedules, sharding, solvers
 from dpm_jax._corrections import dynamic_thresholding
 from dpm_jax._executor import SampleInfo, execute_plan
 from dpm_jax._model import WrappedModel, model_wrapper
@@ -44,6 +44,8 @@ __all__ = [
     "execute_plan",
     "from_diffusers_config",
     "grid_nodes",
+    "grids",
+    "guidance",
     "inverse",
     "load_timesteps",
     "model_wrapper",
@@ -54,6 +56,7 @@ __all__ = [
     "save_timesteps",
     "schedules",
     "sharding",
+    "solvers",
     "stepper",
     "strength_to_time",
     "time_grid",

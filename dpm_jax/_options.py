@@ -42,17 +42,8 @@ SkipType = Literal[
     "trailing",
     "lu",
 ]
-Method = Literal[
-    "singlestep",
-    "multistep",
-    "singlestep_fixed",
-    "adaptive",
-    "unipc",
-    "ipndm",
-    "deis",
-    "heun",
-    "dpm2",
-]
+#: a method of the solver registry (``dpm_jax.plan.solvers.registry.methods()``)
+Method = str
 AlgorithmType = Literal["dpmsolver", "dpmsolver++", "sde-dpmsolver", "sde-dpmsolver++"]
 SolverType = Literal["dpmsolver", "taylor"]
 Multistep3Variant = Literal["reference", "third_order"]
@@ -84,9 +75,6 @@ SOLVER_OPTIONS = (
     "ipndm_variant",
     "deis_variant",
 )
-#: Of these, the ones every solver refuses when set for another solver (the older ones are
-#: ignored by the solvers that do not read them, as before).
-STRICT_SOLVER_OPTIONS = ("ipndm_variant", "deis_variant")
 FINAL_SIGMAS_TYPES = ("zero", "sigma_min", "repeat", "sigma_max")
 SPACING_RULES = ("dpmsolver", "ddim", "euler")
 ERROR_NORMS = ("batch", "per_sample")
@@ -155,6 +143,8 @@ class SolverOptions(Mapping):
     unroll: int | Literal["auto"] = "auto"
     remat: bool = False
     progress: bool = False
+    #: a solver object defined outside the registry (its own options), else None
+    _solver: Any = dataclasses.field(default=None, repr=False)
 
     def __post_init__(self):
         _validate(self)
@@ -201,9 +191,14 @@ class SolverOptions(Mapping):
         return out
 
     def __getitem__(self, name: str):
+        """The value of any option (its default if not set; unknown names: KeyError)."""
         if name not in OPTION_NAMES:
             raise KeyError(name)
         return getattr(self, name)
+
+    def __contains__(self, name) -> bool:
+        """Whether ``name`` is set (differs from its default), as the iteration lists."""
+        return name in self._set()
 
     def __iter__(self):
         return iter(self._set())
@@ -220,16 +215,53 @@ class SolverOptions(Mapping):
                 return False
         if not isinstance(other, SolverOptions):
             return NotImplemented
-        return all(_same(getattr(self, n), getattr(other, n)) for n in OPTION_NAMES)
+        return all(_same(getattr(self, n), getattr(other, n)) for n in OPTION_NAMES) and _same(
+            self._solver, other._solver
+        )
 
-    __hash__ = None  # type: ignore[assignment]
+    def __hash__(self) -> int:
+        """Hashable (arrays by content, functions by identity): a ``jax.jit`` static
+        argument, and a cache key."""
+        return hash(tuple(_hash_key(getattr(self, n)) for n in OPTION_NAMES) + (self._solver,))
 
     def __repr__(self) -> str:
         items = ", ".join(f"{k}={_short(getattr(self, k))}" for k in self._set())
         return f"SolverOptions({items})"
 
 
-OPTION_NAMES: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(SolverOptions))
+OPTION_NAMES: tuple[str, ...] = tuple(
+    f.name for f in dataclasses.fields(SolverOptions) if not f.name.startswith("_")
+)
+#: The options that the solver and grid objects carry (``solver=`` / ``grid=``).
+OBJECT_OPTIONS = (
+    "steps",
+    "order",
+    "method",
+    "algorithm_type",
+    "skip_type",
+    "solver_type",
+    "lower_order_final",
+    "t_start",
+    "t_end",
+    "timesteps",
+    "sigmas",
+    "model_timesteps",
+    "multistep3_variant",
+    "unipc_variant",
+    "unipc_corrector",
+    "ipndm_variant",
+    "deis_variant",
+    "final_sigmas_type",
+    "euler_at_final",
+    "karras_rho",
+    "steps_offset",
+    "spacing_rule",
+    "begin_index",
+    "atol",
+    "rtol",
+    "error_norm",
+    "max_step_growth",
+)
 #: The options that only the execution reads (not the plan of a fixed grid).
 EXECUTION_OPTIONS = (
     "correcting_x0_fn",
@@ -263,6 +295,7 @@ def plan_key(o: SolverOptions) -> tuple | None:
         if isinstance(v, np.ndarray):
             v = ("array", v.shape, v.tobytes())
         parts.append((name, type(v), v))
+    parts.append(("_solver", o._solver))  # a solver object's own options
     key = tuple(parts)
     try:
         hash(key)
@@ -287,6 +320,18 @@ def _same(a, b) -> bool:
         return bool(a == b)
     except Exception:
         return a is b
+
+
+def _hash_key(v):
+    if isinstance(v, np.ndarray):
+        return ("array", v.shape, v.tobytes())
+    if _is_traced(v):
+        return ("traced", id(v))
+    try:
+        hash(v)
+    except TypeError:
+        return ("unhashable", id(v))
+    return v
 
 
 def _short(v) -> str:
@@ -344,7 +389,11 @@ def _validate(o: SolverOptions) -> None:
     _check_solver_options(o, solver)
     solver.check_options(o)
     if o.order not in solver.orders:
-        allowed = ", ".join(map(str, solver.orders[:-1])) + f" or {solver.orders[-1]}"
+        allowed = (
+            str(solver.orders[0])
+            if len(solver.orders) == 1
+            else ", ".join(map(str, solver.orders[:-1])) + f" or {solver.orders[-1]}"
+        )
         raise ValueError(f"`order` must be {allowed} for method={o.method!r}, got {o.order}.")
     if not solver.adaptive and o.steps is not None:
         _set_field(o, "steps", _checks.check_int("steps", o.steps, 1))
@@ -375,6 +424,7 @@ def _validate(o: SolverOptions) -> None:
     )
     _check_correcting_xt_fn(o, solver)
     _check_adaptive_and_status(o, solver)
+    _check_used(o, solver)
     _checks.check_choice("error_norm", o.error_norm, ERROR_NORMS)
     _checks.check_positive("atol", o.atol)
     _checks.check_positive("rtol", o.rtol)
@@ -391,19 +441,84 @@ def _validate(o: SolverOptions) -> None:
 
 def _check_solver_options(o: SolverOptions, solver) -> None:
     """A solver-specific option set (to a non-default value) for a solver that does not read
-    it is refused, naming it (for the solvers with ``strict`` options, and always for the
-    options in STRICT_SOLVER_OPTIONS)."""
+    it is refused, naming it and the solvers that read it."""
     defaults = {f.name: f.default for f in dataclasses.fields(SolverOptions)}
     for name in SOLVER_OPTIONS:
         if name in solver.options or _same(getattr(o, name), defaults[name]):
             continue
-        if solver.strict or name in STRICT_SOLVER_OPTIONS:
-            readers = [m for m, s in _registry().SOLVERS.items() if name in s.options]
-            raise ValueError(
-                f"`{name}` does not apply with method={o.method!r} (it reads "
-                f"{', '.join(solver.options) or 'none of the solver options'}); `{name}` is an "
-                f"option of method={' / '.join(map(repr, readers))}."
-            )
+        readers = [m for m, s in _registry().SOLVERS.items() if name in s.options]
+        raise ValueError(
+            f"`{name}` does not apply with method={o.method!r} (it reads "
+            f"{', '.join(solver.options) or 'none of the solver options'}); `{name}` is an "
+            f"option of method={' / '.join(map(repr, readers))}."
+        )
+
+
+_DYNAMIC = ("dynamic_thresholding", "dynamic_thresholding_diffusers")
+
+
+def _check_used(o: SolverOptions, solver) -> None:
+    """Every option set (to another value than its default) is read by the run, or refused
+    here, naming the option and what reads it. The solver-specific options are checked
+    against each solver's list (:func:`_check_solver_options`); these are the rules that
+    depend on the grid, the order or another option."""
+    defaults = {f.name: f.default for f in dataclasses.fields(SolverOptions)}
+
+    def is_set(name) -> bool:
+        return not _same(getattr(o, name), defaults[name])
+
+    def refuse(name, why):
+        raise ValueError(f"`{name}` does not apply here: {why}.")
+
+    skip = "time_uniform" if o.skip_type is None else o.skip_type
+    from dpm_jax.plan.grids import NODE_SKIPS
+
+    diffusers_grid = o.explicit_grid is None and (
+        skip in NODE_SKIPS or o.final_sigmas_type is not None or o.euler_at_final
+    )
+    if solver.adaptive:
+        for name in ("steps", "skip_type"):
+            if getattr(o, name) is not None:
+                refuse(name, "method='adaptive' chooses its own steps (no grid)")
+        for name in ("karras_rho", "steps_offset", "spacing_rule", "begin_index", "unroll"):
+            if is_set(name):
+                refuse(name, "it shapes a fixed grid's run; method='adaptive' has none")
+    else:
+        for name in ("atol", "rtol", "error_norm"):
+            if is_set(name):
+                refuse(name, f"it is an option of method='adaptive', not of {o.method!r}")
+    if is_set("karras_rho") and skip != "karras":
+        refuse("karras_rho", "it is the rho of skip_type='karras'")
+    if is_set("steps_offset") and skip != "leading":
+        refuse("steps_offset", "it shifts diffusers' skip_type='leading' timesteps")
+    if o.order == 1 and solver.name not in ("heun", "dpm2"):
+        for name in ("solver_type", "multistep3_variant", "lower_order_final"):
+            if is_set(name) and name in solver.options:
+                refuse(name, "it shapes the terms of order 2 and 3; order=1 has none")
+    if is_set("multistep3_variant") and o.order != 3:
+        refuse("multistep3_variant", "it is the third-order multistep update (order=3)")
+    if is_set("lower_order_final") and solver.name == "singlestep" and not diffusers_grid:
+        refuse(
+            "lower_order_final",
+            "method='singlestep' on the reference's grids follows DPM-Solver-fast's "
+            "order mix (it reads lower_order_final on diffusers' grids)",
+        )
+    fn = o.correcting_x0_fn
+    if is_set("thresholding_max_val") and fn not in _DYNAMIC + ("static_thresholding",):
+        refuse("thresholding_max_val", "it is a parameter of correcting_x0_fn's thresholds")
+    if is_set("dynamic_thresholding_ratio") and fn not in _DYNAMIC:
+        refuse(
+            "dynamic_thresholding_ratio",
+            "it is the quantile of correcting_x0_fn='dynamic_thresholding'",
+        )
+    if fn is not None and not o.algorithm.data and not o.denoise_to_zero:
+        raise ValueError(
+            f"`correcting_x0_fn` corrects the data prediction, which "
+            f"algorithm_type={o.algorithm.name!r} (method={o.method!r}) never forms: it "
+            "integrates the noise prediction (the correction would be ignored). Use "
+            "algorithm_type='dpmsolver++', or denoise_to_zero=True (the final x0 is "
+            "corrected), or correcting_xt_fn on the state."
+        )
 
 
 def _check_adaptive_and_status(o: SolverOptions, solver) -> None:
@@ -585,5 +700,104 @@ def _check_model_timesteps(o: SolverOptions, solver) -> None:
 
 
 def collect(values: dict) -> SolverOptions:
-    """The options among a call's local variables (of ``sample``, ``inverse``, ``build_plan``)."""
-    return SolverOptions(**{k: values[k] for k in OPTION_NAMES if k in values})
+    """The options among a call's local variables (of ``sample``, ``inverse``, ``build_plan``,
+    ``stepper``): the keywords, or the ``solver`` and ``grid`` objects (with the execution
+    keywords); a keyword that an object already carries is an error naming the clash."""
+    kw = {k: values[k] for k in OPTION_NAMES if k in values}
+    solver, grid = values.get("solver"), values.get("grid")
+    if solver is None and grid is None:
+        return SolverOptions(**kw)
+    from dpm_jax import grids, solvers
+
+    if solver is not None and not isinstance(solver, solvers.Solver):
+        raise TypeError(
+            f"`solver` must be a dpm_jax.solvers object (Multistep(...), UniPC(...), ...), got "
+            f"{type(solver).__name__}."
+        )
+    if grid is not None and not isinstance(grid, grids.Grid):
+        raise TypeError(
+            f"`grid` must be a dpm_jax.grids object (TimeUniform(...), Karras(...), "
+            f"Timesteps([...]), ...), got {type(grid).__name__}."
+        )
+    defaults = {f.name: f.default for f in dataclasses.fields(SolverOptions)}
+    for name in OBJECT_OPTIONS:
+        if name in kw and not _same(kw[name], defaults[name]):
+            raise ValueError(
+                f"`{name}` clashes with the solver=/grid= objects, which carry the solver's "
+                f"and the grid's options: set it on the object (or use the keywords alone)."
+            )
+    solver = solvers.Multistep() if solver is None else solver
+    if grid is not None and registry_of(solver).adaptive:
+        raise ValueError(
+            f"`grid` does not apply with solver={solver!r}: the adaptive solver chooses its "
+            "own steps (give t_start / t_end to the Adaptive object)."
+        )
+    merged = {k: v for k, v in kw.items() if k not in OBJECT_OPTIONS}
+    merged.update(solver.keywords())
+    if grid is not None:
+        merged.update(grid.keywords())
+    custom = solver if getattr(type(solver), "emit", None) is not None else None
+    return SolverOptions(**merged, _solver=custom)
+
+
+def registry_of(solver):
+    """The registry entry of a solver object."""
+    return _registry().get(solver.name)
+
+
+def to_objects(o: SolverOptions):
+    """``(solver, grid)``: the :mod:`dpm_jax.solvers` and :mod:`dpm_jax.grids` objects that
+    stand for the solver and grid keywords of ``o`` (``grid`` None for the adaptive solver;
+    ``o.steps`` None is the default 20 steps). The execution options are not in them."""
+    from dpm_jax import grids, solvers
+
+    if o._solver is not None:
+        solver: Any = o._solver
+    else:
+        cls = {
+            c.name: c
+            for c in (
+                solvers.Multistep,
+                solvers.Singlestep,
+                solvers.SinglestepFixed,
+                solvers.UniPC,
+                solvers.Adaptive,
+                solvers.IPNDM,
+                solvers.DEIS,
+                solvers.Heun,
+                solvers.DPM2,
+            )
+        }[o.method]
+        values = {field: getattr(o, kw) for field, kw in cls._keywords.items()}
+        if "algorithm_type" in values and values["algorithm_type"] is None:
+            values["algorithm_type"] = o.algorithm.name
+        solver = cls(**values)
+    if _registry().get(o.method).adaptive:
+        return solver, None
+    if o.explicit_grid is not None:
+        gcls = grids.Timesteps if o.explicit_grid == "timesteps" else grids.Sigmas
+        values_ = getattr(o, o.explicit_grid)
+        return solver, gcls(tuple(values_), model_timesteps=o.model_timesteps)
+    skip = "time_uniform" if o.skip_type is None else o.skip_type
+    gcls = {
+        g.skip_type: g
+        for g in (
+            grids.TimeUniform,
+            grids.LogSNR,
+            grids.TimeQuadratic,
+            grids.Karras,
+            grids.Exponential,
+            grids.Lu,
+            grids.Linspace,
+            grids.Leading,
+            grids.Trailing,
+        )
+    }[skip]
+    gvalues = {field: getattr(o, kw) for field, kw in gcls._keywords.items()}
+    gvalues["steps"] = o.num_steps
+    if o.model_timesteps is not None:
+        raise ValueError(
+            "`model_timesteps` on a spacing grid has no grid object: use "
+            "grids.Timesteps(times, model_timesteps=...)"
+        )
+    return solver, gcls(**gvalues)

@@ -33,6 +33,11 @@ def _solve(direction: str, model, x, schedule, options: SolverOptions, key=None,
             f"N={schedule.total_N}: their alpha_t or sigma_t differ); pass the same "
             "schedule to model_wrapper and to the sampler."
         )
+    if key is not None and not options.algorithm.stochastic:
+        raise ValueError(
+            f"`key` does not apply: algorithm_type={options.algorithm.name!r} is deterministic "
+            "(the stochastic ones are 'sde-dpmsolver++' and 'sde-dpmsolver')."
+        )
     if registry.get(options.method).adaptive:
         x_out, info = _adaptive.run(model, x, schedule, options, direction, batch_axis)
     else:
@@ -46,6 +51,8 @@ def sample(
     x_T: Any,
     noise_schedule: Schedule,
     *,
+    solver: Any = None,
+    grid: Any = None,
     steps: int | None = None,
     order: int = 2,
     method: str = "multistep",
@@ -102,6 +109,12 @@ def sample(
         input: one time convention for bare and wrapped networks).
       x_T: the starting state (B, ...), floating.
       noise_schedule: the :class:`~dpm_jax.schedules.Schedule` of the model.
+      solver, grid: the solver and the time grid as objects (:mod:`dpm_jax.solvers`,
+        :mod:`dpm_jax.grids`: ``solver=UniPC(order=3), grid=LogSNR(10)``), each with
+        exactly the options it reads, instead of the reference's keywords below (the
+        solver's and grid's keywords, from ``steps`` to ``max_step_growth``, are then an
+        error; the execution options stay keywords). Default ``Multistep()`` and
+        ``TimeUniform(20)``.
       steps: the number of steps (20 by default): model calls for "multistep",
         "unipc" and "singlestep"; "singlestep_fixed" uses ``(steps // order) *
         order``. Ignored by "adaptive". With ``timesteps`` / ``sigmas`` it is
@@ -279,6 +292,8 @@ def inverse(
     x: Any,
     noise_schedule: Schedule,
     *,
+    solver: Any = None,
+    grid: Any = None,
     steps: int | None = None,
     order: int = 2,
     method: str = "multistep",

@@ -35,7 +35,7 @@ from dpm_jax._algorithm import algorithm
 from dpm_jax._corrections import make_corrector
 from dpm_jax._executor import _check_alpha_zero, _check_integer_time, sample_keys
 from dpm_jax._model import WrappedModel, model_wrapper
-from dpm_jax._options import SolverOptions
+from dpm_jax._options import SolverOptions, collect
 from dpm_jax.plan.build import cached_plan
 from dpm_jax.plan.solvers import registry
 from dpm_jax.plan.table import Plan
@@ -201,6 +201,8 @@ def stepper(
     integer_time: bool = False,
     inverse: bool = False,
     plan: Plan | None = None,
+    solver: Any = None,
+    grid: Any = None,
     **options,
 ) -> Stepper:
     """A :class:`Stepper`: the run that ``sample`` (or ``inverse`` with ``inverse=True``)
@@ -214,6 +216,8 @@ def stepper(
       inverse: integrate from data to noise (the options of :func:`dpm_jax.inverse`).
       plan: a plan from :func:`dpm_jax.build_plan` instead of the grid and solver
         options (only the corrections may be given then).
+      solver, grid: the solver and grid objects (:mod:`dpm_jax.solvers`,
+        :mod:`dpm_jax.grids`) instead of the keywords.
       **options: the options of :func:`dpm_jax.sample` for a fixed grid (``steps``,
         ``order``, ``method``, ``skip_type``, ``timesteps``, ...), and the corrections
         ``correcting_x0_fn`` (with its thresholds) and ``correcting_xt_fn``. The
@@ -259,7 +263,7 @@ def stepper(
             raise ValueError(f"`plan` gives the grid and the solver: drop {drop}.")
         opts = SolverOptions(**options)
     else:
-        opts = SolverOptions(**options)
+        opts = collect(dict(options, solver=solver, grid=grid))
         if registry.get(opts.method).adaptive:
             raise ValueError(
                 f"method={opts.method!r} chooses its steps on the fly and has no stepper; use "

@@ -33,6 +33,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import warnings
 from typing import Any, NamedTuple
 
@@ -261,7 +262,8 @@ class DiffusersSetup(NamedTuple):
         "edm", "edm_v").
       options: the :class:`~dpm_jax.SolverOptions` of the scheduler (all but ``steps``,
         unless the grid is explicit); a mapping of the options that differ from
-        dpm_jax's defaults, usable as ``dpm_jax.sample(..., steps=n, **setup.options)``.
+        dpm_jax's defaults, usable as ``dpm_jax.sample(..., steps=n, **setup.options)``;
+        or as objects, ``solver, grid = setup.objects(steps=n)``.
       scheduler: the diffusers class name.
       unknown: keys of the config that the scheduler class does not have (also warned).
       notes: where the result differs from the diffusers scheduler, or a key was
@@ -277,6 +279,15 @@ class DiffusersSetup(NamedTuple):
     unknown: tuple
     notes: tuple
     inverse: bool = False
+
+    def objects(self, steps: int | None = None):
+        """``(solver, grid)``: the scheduler as :mod:`dpm_jax.solvers` / :mod:`dpm_jax.grids`
+        objects, for ``steps`` steps (the grid's own length for an explicit grid):
+        ``dpm_jax.sample(model, x_T, setup.schedule, solver=solver, grid=grid)``."""
+        from dpm_jax._options import to_objects
+
+        opts = self.options if steps is None else self.options.replace(steps=steps)
+        return to_objects(opts)
 
 
 def _load(config) -> dict:
@@ -599,12 +610,41 @@ def from_diffusers_config(
             "they were ignored.",
             stacklevel=2,
         )
+    schedule, model_type, options = out
+    options = _without_inert(cls, options, notes)
     for note in notes:
         warnings.warn(f"from_diffusers_config(): {note}", stacklevel=2)
-    schedule, model_type, options = out
     return DiffusersSetup(
         schedule, model_type, SolverOptions(**options), cls, unknown, tuple(notes), inverse
     )
+
+
+#: options a config may set where the run does not read them (as diffusers ignores them)
+_MAY_BE_INERT = (
+    "solver_type",
+    "lower_order_final",
+    "multistep3_variant",
+    "euler_at_final",
+    "karras_rho",
+    "steps_offset",
+)
+
+
+def _without_inert(cls, options: dict, notes: list) -> dict:
+    """The options without those the run would not read (dpm_jax refuses an option it does
+    not use; diffusers ignores these, e.g. ``solver_type`` at ``solver_order=1``), each
+    dropped with a note."""
+    options = dict(options)
+    while True:
+        try:
+            SolverOptions(**options)
+            return options
+        except ValueError as err:
+            m = re.match(r"`(\w+)` does not apply", str(err))
+            if m is None or m.group(1) not in _MAY_BE_INERT or m.group(1) not in options:
+                raise
+            name = m.group(1)
+            notes.append(f"{cls}: {name}={options.pop(name)!r} has no effect here ({err})")
 
 
 def _prediction(cls, c, allowed=tuple(_PREDICTION)) -> str:
@@ -821,14 +861,13 @@ def _deis(cls, c, notes, mu):
     st = c["solver_type"]
     st = "logrho" if st in ("midpoint", "heun", "bh1", "bh2") else st  # as diffusers does
     _choice(cls, "solver_type", st, ("logrho",))
-    opts: dict[str, Any] = {
-        "method": "multistep",
-        "order": _solver_order(cls, c),
-        "algorithm_type": "dpmsolver",
-        "solver_type": "taylor",
-        "multistep3_variant": "third_order",
-        "lower_order_final": _flag(cls, "lower_order_final", c["lower_order_final"]),
-    }
+    order = _solver_order(cls, c)
+    opts: dict[str, Any] = {"method": "multistep", "order": order, "algorithm_type": "dpmsolver"}
+    if order > 1:  # (the options of orders 2 and 3)
+        opts["solver_type"] = "taylor"
+        opts["lower_order_final"] = _flag(cls, "lower_order_final", c["lower_order_final"])
+    if order == 3:
+        opts["multistep3_variant"] = "third_order"
     opts.update(_thresholding(cls, c))
     if _flag(cls, "use_flow_sigmas", c["use_flow_sigmas"]):
         _flow_with_sigma_grid(cls, c)
@@ -926,9 +965,11 @@ def _edm(cls, c, notes):
     final = _choice(cls, "final_sigmas_type", c["final_sigmas_type"], ("zero", "sigma_min"))
     opts: dict[str, Any] = {
         "skip_type": spacing,
-        "karras_rho": _number(cls, "rho", c["rho"]),
         "final_sigmas_type": "zero" if final == "zero" else "repeat",
     }
+    rho = _number(cls, "rho", c["rho"])
+    if spacing == "karras":
+        opts["karras_rho"] = rho
     if cls == "EDMEulerScheduler":
         opts.update(method="multistep", order=1, algorithm_type="dpmsolver++")
         return schedule, model_type, opts

@@ -36,6 +36,7 @@ def pytest_configure(config):
 #: parametrized golden runs, every ``GOLDEN_SAMPLE``-th stays in the fast suite.
 SLOW = (
     "api/test_random_api.py",
+    "api/test_options_used.py::test_every_option_is_used_or_refused",
     "demo/test_notebook.py",
     "executor/test_multihost.py",
     "plan/test_plan_freeze.py::test_plans_do_not_depend_on_the_blas_kernel",

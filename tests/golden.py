@@ -138,4 +138,23 @@ def run(c: dict, dtype=jnp.float64):
     opts = {k: c[k] for k in SOLVER_OPTIONS}
     if c["method"] == "adaptive":  # the reference's step rule: no growth cap
         opts["max_step_growth"] = None
+    # Options the reference accepts and ignores, which dpm_jax refuses (every option is
+    # used or refused): dropping them runs what the reference ran.
+    noise = c["algorithm_type"] == "dpmsolver"
+    if noise and not c["denoise_to_zero"]:  # its noise prediction is never corrected
+        for k in ("correcting_x0_fn", "thresholding_max_val", "dynamic_thresholding_ratio"):
+            opts.pop(k)
+    if opts.get("correcting_x0_fn") is None:
+        opts.pop("thresholding_max_val", None)
+        opts.pop("dynamic_thresholding_ratio", None)
+    if c["order"] == 1 or c["method"] in ("singlestep_fixed", "adaptive"):
+        opts.pop("lower_order_final")  # (no lower orders to switch to, or not read)
+    if c["order"] == 1:
+        opts.pop("solver_type")  # (it shapes the terms of order 2 and 3)
+    if c["method"] == "adaptive":
+        opts.pop("steps")
+        opts.pop("skip_type")
+    else:
+        opts.pop("atol")
+        opts.pop("rtol")
     return fn(wrapped_model(c, dtype), x, schedule(c["schedule"]), return_info=True, **opts)

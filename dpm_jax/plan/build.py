@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import threading
+from typing import Any
 
 import jax
 import numpy as np
@@ -100,7 +101,7 @@ def plan_run(
             f"method={' / '.join(map(repr, readers))} runs (with order=1, as DDIM)."
         )
     alg = options.algorithm
-    run = Run(schedule, grid, nodes, t_start, t_end, steps, options, alg, landings)
+    run = Run(schedule, grid, nodes, t_start, t_end, steps, options, alg, landings, options._solver)
     ends = [nodes[0].p.lam, nodes[-1].p.lam]
     upwards = ends[1] < ends[0]
     if upwards and not all(np.isfinite(ends)):
@@ -126,6 +127,8 @@ def plan_run(
     if options.denoise_to_zero and ends[1] == np.inf:
         raise ValueError("denoise_to_zero=True: this run already ends on the data (sigma = 0).")
     solver.check(run)
+    if options._solver is not None and options._solver.name != options.method:  # pragma: no cover
+        raise AssertionError("internal: the solver object is not the method's")
     rows = Rows(schedule, alg.data)
     solver.emit(rows, run)
     t_states = [n.t for n in rows.nodes] + [t_end]  # where the run's points lie
@@ -205,6 +208,8 @@ def build_plan(
     spacing_rule: str = "dpmsolver",
     begin_index: int = 0,
     options: SolverOptions | None = None,
+    solver: Any = None,
+    grid: Any = None,
 ) -> Plan:
     """Plans a fixed-grid DPM-Solver(++) / UniPC run on the host, in float64.
 
@@ -231,6 +236,9 @@ def build_plan(
       multistep and UniPC NFE = len - 1; for singlestep methods the entries are
       the outer step boundaries, every step has order ``order`` (1 where it
       touches an infinite lambda) with its inner points uniform in lambda.
+
+    ``solver`` / ``grid``: the objects of :mod:`dpm_jax.solvers` / :mod:`dpm_jax.grids`
+    instead of the keywords (as in :func:`dpm_jax.sample`).
 
     ``model_timesteps`` moves the model calls of a grid's nodes (as in
     :func:`dpm_jax.sample`): ``plan.t``, ``t_input``, ``alpha`` and ``sigma`` of the

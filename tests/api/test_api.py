@@ -150,9 +150,9 @@ def test_bare_network_sees_the_wrapped_time_input_in_float32():
         return net(x, t_input)
 
     x32 = X_T.astype(jnp.float32)
-    for method in ("multistep", "adaptive"):
-        a = dpm_jax.sample(bare, x32, SCHED, steps=8, method=method)
-        b = dpm_jax.sample(dpm_jax.model_wrapper(net, SCHED), x32, SCHED, steps=8, method=method)
+    for kw in (dict(steps=8), dict(method="adaptive")):
+        a = dpm_jax.sample(bare, x32, SCHED, **kw)
+        b = dpm_jax.sample(dpm_jax.model_wrapper(net, SCHED), x32, SCHED, **kw)
         assert a.dtype == jnp.float32 == b.dtype
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     assert set(seen) == {((X_T.shape[0],), np.dtype("float32"))}

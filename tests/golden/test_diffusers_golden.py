@@ -74,7 +74,7 @@ def _run(cid, **extra):
             jnp.asarray(Z[f"x_T/{cid}"]),
             setup.schedule,
             steps=steps,
-            key=jax.random.key(0),
+            key=jax.random.key(0) if setup.options.algorithm.stochastic else None,
             return_info=True,
             **setup.options,
             **extra,

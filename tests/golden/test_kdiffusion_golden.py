@@ -73,7 +73,7 @@ def _run(cid, **opts):
                 jnp.asarray(Z[f"x_T/{cid}"]),
                 EDM,
                 sigmas=Z[f"sigmas/{cid}"],
-                key=jax.random.key(0),
+                key=jax.random.key(0) if "sde" in opts.get("algorithm_type", "") else None,
                 **opts,
             )
         )

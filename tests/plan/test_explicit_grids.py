@@ -43,9 +43,10 @@ def _grid(nodes, kind):
 
 def _compare(name, steps, opts, grid, kind, explicit_extra=None):
     sched, model = SCHEDULES[name], MODELS[name]
+    key = KEY if str(opts.get("algorithm_type", "")).startswith("sde") else None
     x = start(sched, 6, t=grid.get("t_start"))
     ref, info = dpm_jax.sample(
-        model, x, sched, steps=steps, return_info=True, key=KEY, **grid, **opts
+        model, x, sched, steps=steps, return_info=True, key=key, **grid, **opts
     )
     nodes = _nodes(sched, steps, **grid)
     out, info2 = dpm_jax.sample(
@@ -53,7 +54,7 @@ def _compare(name, steps, opts, grid, kind, explicit_extra=None):
         x,
         sched,
         return_info=True,
-        key=KEY,
+        key=key,
         **_grid(nodes, kind),
         **opts,
         **(explicit_extra or {}),
@@ -113,11 +114,14 @@ def test_reference_spacings(name, skip_type, kind):
         assert _compare(name, steps, opts, dict(skip_type=skip_type), kind) == steps
 
 
-@pytest.mark.parametrize("variant", ["multistep3_variant", "solver_type", "sde", "denoise"])
+@pytest.mark.parametrize(
+    "variant", ["multistep3_variant", "solver_type", "unipc_variant", "sde", "denoise"]
+)
 def test_other_options_carry_over(variant):
     opts = {
         "multistep3_variant": dict(order=3, multistep3_variant="third_order"),
-        "solver_type": dict(order=2, solver_type="taylor", method="unipc", unipc_variant="bh1"),
+        "solver_type": dict(order=2, solver_type="taylor", method="multistep"),
+        "unipc_variant": dict(order=2, method="unipc", unipc_variant="bh1"),
         "sde": dict(order=2, algorithm_type="sde-dpmsolver++"),
         "denoise": dict(order=2, algorithm_type="dpmsolver", denoise_to_zero=True),
     }[variant]

@@ -40,7 +40,7 @@ CASES = [
     (VP, dict(method="deis", order=2, skip_type="karras", final_sigmas_type="repeat")),
     (
         schedules.discrete(betas=np.linspace(1e-4, 0.02, 1000)),
-        dict(method="multistep", skip_type="trailing", steps_offset=1),
+        dict(method="multistep", skip_type="leading", steps_offset=1),
     ),
     (schedules.edm(), dict(method="multistep", sigmas=[80.0, 20.0, 4.0, 1.0, 0.3, 0.0])),
 ]

@@ -105,6 +105,11 @@ def _measure(prob, algorithm_type, order, method, nfes, variant="reference"):
     assert jnp.zeros(()).dtype == jnp.float64, "x64 is not enabled"
     x_T = jnp.asarray(prob["x_T"], jnp.float64)
     errors = []
+    extra = {}  # (the options these runs read)
+    if method == "multistep" and order > 1:
+        extra["lower_order_final"] = False
+    if method == "multistep" and order == 3:
+        extra["multistep3_variant"] = variant
     for nfe in nfes:
         x0, info = dpm_jax.sample(
             prob["model"],
@@ -115,12 +120,10 @@ def _measure(prob, algorithm_type, order, method, nfes, variant="reference"):
             method=method,
             algorithm_type=algorithm_type,
             skip_type="logSNR",
-            solver_type="dpmsolver",
-            lower_order_final=False,
             t_start=prob["t_start"],
             t_end=prob["t_end"],
             return_info=True,
-            multistep3_variant=variant,
+            **extra,
         )
         assert info.nfe == nfe and x0.dtype == jnp.float64
         errors.append(float(np.sqrt(np.mean((np.asarray(x0) - prob["x_exact"]) ** 2))))

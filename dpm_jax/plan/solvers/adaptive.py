@@ -13,7 +13,6 @@ __all__ = ["Adaptive"]
 class Adaptive(Solver):
     name = "adaptive"
     options = ("solver_type",)
-    strict = False  # (ignores the others, as before the registry)
     orders = (2, 3)
     adaptive = True
 

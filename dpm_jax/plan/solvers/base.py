@@ -7,7 +7,7 @@ A solver (one file each in this package, listed once in :mod:`.registry`) says
   ``default_algorithm`` (the options check these, with messages built from the
   registry);
 - ``options``: the solver-specific options it reads; setting another one is a
-  ValueError naming it (``strict``; the older solvers ignore them, as before);
+  ValueError naming it;
 - ``include_start``: whether ``return_intermediate`` begins with the start state;
 - ``steps_at_least_order``: whether a run needs steps >= order;
 - ``calls_at_nodes``: whether its first ``steps`` rows call the model at the grid's
@@ -44,6 +44,8 @@ class Run(NamedTuple):
       steps: the number of grid intervals.
       options: the validated :class:`~dpm_jax.SolverOptions`.
       algorithm: what ``options.algorithm_type`` means (data / noise, stochastic).
+      solver: the solver object of a solver defined outside the registry (its ``emit``
+        reads its own fields), else None.
       landings: None, or the node each step ends on where that is not the next node
         (DDIM's grids, :func:`dpm_jax.plan.grids.grid_landings`; the state is then taken
         as the next node's): only solvers with ``lands_off_grid`` run such grids.
@@ -58,6 +60,7 @@ class Run(NamedTuple):
     options: Any
     algorithm: Algorithm
     landings: list[Node] | None = None
+    solver: Any = None  # a solver object defined outside the registry (its own options)
 
 
 class Solver:
@@ -69,8 +72,6 @@ class Solver:
     default_algorithm: ClassVar[str] = "dpmsolver++"
     #: the solver-specific options it reads (of ``_options.SOLVER_OPTIONS``)
     options: ClassVar[tuple[str, ...]] = ()
-    #: refuse the solver-specific options it does not read when they are set
-    strict: ClassVar[bool] = True
     include_start: ClassVar[bool] = False
     steps_at_least_order: ClassVar[bool] = False
     #: row i < steps calls the model at node i (``model_timesteps`` may move those calls)

@@ -29,7 +29,6 @@ __all__ = ["Multistep"]
 class Multistep(Solver):
     name = "multistep"
     options = ("solver_type", "lower_order_final", "multistep3_variant", "euler_at_final")
-    strict = False  # (ignores the others, as before the registry)
     algorithms = ("dpmsolver", "dpmsolver++", "sde-dpmsolver", "sde-dpmsolver++")
     include_start = True
     calls_at_nodes = True

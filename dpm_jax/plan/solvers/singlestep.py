@@ -36,8 +36,7 @@ __all__ = ["Singlestep", "emit_outer_steps", "explicit_orders"]
 
 class Singlestep(Solver):
     name = "singlestep"
-    options = ("solver_type", "lower_order_final")
-    strict = False  # (ignores the others, as before the registry)
+    options = ("solver_type", "lower_order_final")  # the second on diffusers grids
 
     def emit(self, rows, run: Run) -> None:
         o_, grid, sch = run.options, run.grid, run.schedule

@@ -15,7 +15,6 @@ __all__ = ["SinglestepFixed"]
 class SinglestepFixed(Solver):
     name = "singlestep_fixed"
     options = ("solver_type",)
-    strict = False  # (ignores the others, as before the registry)
 
     def check_options(self, options) -> None:
         if (
@@ -30,9 +29,17 @@ class SinglestepFixed(Solver):
 
     def check(self, run: Run) -> None:
         if run.grid.family == "diffusers":
+            o = run.options
+            given = [
+                f"skip_type={o.skip_type!r}" if o.skip_type is not None else "",
+                f"final_sigmas_type={o.final_sigmas_type!r}" if o.final_sigmas_type else "",
+                "euler_at_final=True" if o.euler_at_final else "",
+            ]
             raise ValueError(
-                "method='singlestep_fixed' uses the reference grid; with diffusers' "
-                "spacings or final_sigmas_type use method='singlestep'."
+                "method='singlestep_fixed' runs the reference's grids ('time_uniform', "
+                "'logSNR', 'time_quadratic' or an explicit grid); "
+                f"{', '.join(g for g in given if g)} select diffusers' grids: use "
+                "method='singlestep' with them."
             )
         if run.grid.family == "spacing" and not (run.nodes[0].finite and run.nodes[-1].finite):
             raise ValueError(

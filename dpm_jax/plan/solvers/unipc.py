@@ -24,7 +24,6 @@ __all__ = ["UniPC"]
 class UniPC(Solver):
     name = "unipc"
     options = ("lower_order_final", "unipc_variant", "unipc_corrector", "euler_at_final")
-    strict = False  # (ignores the others, as before the registry)
     include_start = True
     calls_at_nodes = True
     steps_at_least_order = True
