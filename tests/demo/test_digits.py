@@ -120,7 +120,7 @@ def test_demo_writes_png(tmp_path, capsys):
     assert float(rows["reference:"][-1]) == 0.0  # the reference against itself
     assert 0.0 < float(rows["DDIM"][-1]) < 1.0
     # the edit of the reference's digits (c -> c + 1, DiffEdit): the pixels outside the mask
-    # are the reference's to the bit; measured 29 / 30 read as c + 1 (96 % of 80 at 8 per class)
+    # are the reference's to the bit; measured 28 / 30 read as c + 1 (96 % of 80 at 8 per class)
     edit = text[text.index("edit (DiffEdit") :].split("\n")[1].split()
     assert edit[0] == "accuracy" and float(edit[1]) >= 0.8
     assert edit[-1] == "0.0"
