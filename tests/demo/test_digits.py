@@ -227,7 +227,9 @@ def test_example_inpainting_keeps_the_known_pixels(tmp_path):
     pytest.importorskip("sklearn", reason="the example completes real digits")
     mod = example("inpainting")
     out = tmp_path / "inpainting.png"
-    figures = mod.main(SMALL + ["--jumps", "2", "--out", str(out)])
+    # --jumps 1: without the RePaint-style resampling (its own program, 3 s to compile here;
+    # run by the command of docs/editing.md's figures)
+    figures = mod.main(SMALL + ["--jumps", "1", "--out", str(out)])
     assert is_png(out)
     assert figures["known_error"] == 0.0  # exactly the known pixels, after the paste
 
@@ -248,10 +250,10 @@ def test_example_inpainting_keeps_the_known_pixels(tmp_path):
     # (measured RMS 0.2 apart there; 0 if the correction were not applied).
     plain = dpm_jax.sample(model, z, sched, steps=10, skip_type="logSNR")
     assert mod.masked_rms(raw, plain, 1 - mask) > 0.05
-    # the completions beat pasting a sample in the hidden half: measured RMS 0.69
-    # (replacement) and 0.68 (resampling) against 0.76 on these 30 digits
+    # the completion beats pasting a sample in the hidden half: measured RMS 0.69 against
+    # 0.76 on these 30 digits (0.74 against 0.79 on 200: docs/editing.md)
     assert figures["replacement"]["rms"] < figures["pasted"]["rms"]
-    assert figures["resampling"]["rms"] < figures["pasted"]["rms"]
+    assert "resampling" not in figures
 
 
 def test_example_editing_with_the_mask_keeps_the_outside(tmp_path):
