@@ -54,6 +54,7 @@ __all__ = [
     "betas",
     "checkpoint_path",
     "classify",
+    "edit_mask",
     "features",
     "fitted_grid",
     "frechet_distance",
@@ -444,6 +445,74 @@ def fitted_grid():
     if not path.is_file():
         return None
     return dpm_jax.load_timesteps(path, schedule=schedule())
+
+
+@functools.partial(jax.jit, static_argnames=("graph", "draws"))
+def _edit_mask(params, x, source, target, key, t, threshold, *, graph, draws):
+    sched = schedule()
+    net = nnx.merge(graph, params)
+    t_in = jnp.full((2 * x.shape[0],), sched.time_input(t), x.dtype)
+    labels = jnp.concatenate([source, target])
+
+    def disagreement(k):  # one call on a doubled batch: eps under the source, then the target
+        x_t = dpm_jax.add_noise(sched, x, jax.random.normal(k, x.shape, x.dtype), t)
+        eps_a, eps_b = jnp.split(net(jnp.concatenate([x_t, x_t]), t_in, labels), 2)
+        return jnp.abs(eps_b - eps_a)
+
+    diff = jnp.mean(jax.lax.map(disagreement, jax.random.split(key, draws)), axis=0)
+    diff = diff / jnp.maximum(jnp.max(diff, axis=(1, 2, 3), keepdims=True), 1e-12)
+    return (diff > threshold).astype(x.dtype)
+
+
+def edit_mask(
+    bundle: Bundle,
+    x,
+    source,
+    target,
+    key,
+    *,
+    t: float = 0.5,
+    draws: int = 8,
+    threshold: float = 0.3,
+    params=None,
+):
+    """DiffEdit's mask (Couairon et al. 2022, arXiv 2210.11427, Sec. 3.2): where digits
+    ``x`` of class ``source`` must change to become ``target``.
+
+    The UNet's noise predictions under the two labels, ``|eps(x_t, target) -
+    eps(x_t, source)|``, at time ``t`` for ``draws`` noisings x_t of x (``key``),
+    averaged, divided by each image's maximum and compared with ``threshold``.
+    Returns x's shape and dtype: 1 where the edit happens, 0 where the image is kept
+    (the recipe of ``docs/editing.md``).
+    """
+    x = jnp.asarray(x)
+    if x.ndim != 4 or x.shape[1:] != IMAGE_SHAPE or not jnp.issubdtype(x.dtype, jnp.floating):
+        raise ValueError(f"`x` must be floating images (B, 8, 8, 1), got {x.dtype} {x.shape}.")
+    source = jnp.asarray(source, jnp.int32)
+    target = jnp.asarray(target, jnp.int32)
+    for name, v in (("source", source), ("target", target)):
+        if v.shape != x.shape[:1]:
+            raise ValueError(
+                f"`{name}` must hold one label per image {x.shape[:1]}, got {v.shape}."
+            )
+    if isinstance(draws, bool) or not isinstance(draws, int) or draws < 1:
+        raise ValueError(f"`draws` must be a positive int, got {draws!r}.")
+    sched = schedule()
+    if not sched.t_eps < float(t) <= sched.T:
+        raise ValueError(f"`t` must lie in ({sched.t_eps}, {sched.T}], got {t!r}.")
+    if not 0.0 <= float(threshold) < 1.0:
+        raise ValueError(f"`threshold` must lie in [0, 1), got {threshold!r}.")
+    return _edit_mask(
+        bundle.unet_params if params is None else params,
+        x,
+        source,
+        target,
+        key,
+        jnp.asarray(t, x.dtype),
+        jnp.asarray(threshold, x.dtype),
+        graph=bundle.unet_graph,
+        draws=draws,
+    )
 
 
 @functools.partial(jax.jit, static_argnames="graph")

@@ -124,6 +124,7 @@ def test_every_page_has_been_found():
         "time-grids.md",
         "guidance-and-thresholding.md",
         "inversion.md",
+        "editing.md",
         "gradients-and-remat.md",
         "many-devices.md",
         "migrating.md",
