@@ -366,8 +366,9 @@ def model_wrapper(
     - "classifier-free": eps = eps_u + s (eps_c - eps_u), both from one network
       call on a doubled batch (unconditional half first; arrays of ``model_kwargs``
       whose leading dimension is the batch size are per-sample and doubled with it);
-      if ``unconditional_condition`` is None or ``guidance_scale`` is the number 1,
-      only the conditional network is evaluated.
+      with ``guidance_scale`` the number 1 only the conditional network is evaluated (and
+      ``unconditional_condition`` may be None); another scale without
+      ``unconditional_condition`` is refused (it would be ignored).
     - "classifier": eps = eps_u - s sigma_t grad_x log p(condition | x_t) with
       ``classifier_fn(x, t_input, condition, **classifier_kwargs)`` returning
       per-sample log-probabilities (the gradient is taken with ``jax.grad``).
@@ -443,6 +444,12 @@ def model_wrapper(
         if condition is None:
             raise ValueError("guidance_type='classifier-free' needs a `condition`.")
         is_one = isinstance(guidance_scale, (int, float)) and float(guidance_scale) == 1.0
+        if unconditional_condition is None and not is_one:
+            raise ValueError(
+                f"guidance_type='classifier-free' with guidance_scale={guidance_scale!r} needs "
+                "an `unconditional_condition` (without it only the conditional network is "
+                "evaluated and the scale would be ignored); pass it, or guidance_scale=1."
+            )
         cfg_doubled = unconditional_condition is not None and not is_one
     if guidance_type != "uncond" and not isinstance(guidance_scale, jax.core.Tracer):
         try:

@@ -161,6 +161,14 @@ def test_new_values_do_not_recompile_in_float32():
 
 
 def test_guidance_options_are_used_or_refused():
+    with pytest.raises(ValueError, match="unconditional_condition"):  # the scale: ignored
+        dpm_jax.model_wrapper(
+            net, SCHED, guidance_type="classifier-free", condition=LABELS, guidance_scale=3.0
+        )
+    one = dpm_jax.model_wrapper(  # scale 1: the conditional network alone, allowed
+        net, SCHED, guidance_type="classifier-free", condition=LABELS, guidance_scale=1.0
+    )
+    assert dpm_jax.sample(one, X, SCHED, steps=3).shape == X.shape
     plain = dict(guidance_type="uncond")
     with pytest.raises(ValueError, match="guidance_rescale"):
         dpm_jax.model_wrapper(net, SCHED, guidance_rescale=0.5, **plain)
