@@ -37,6 +37,7 @@ def pytest_configure(config):
 SLOW = (
     "api/test_random_api.py",
     "api/test_options_used.py::test_every_option_is_used_or_refused",
+    "executor/test_step_api.py::test_hand_loop_equals_sample_every_method_algorithm_model_type",
     "demo/test_notebook.py",
     "executor/test_multihost.py",
     "plan/test_plan_freeze.py::test_plans_do_not_depend_on_the_blas_kernel",

@@ -202,3 +202,38 @@ def test_stepper_errors():
         ode.step(ode.init(jnp.ones((2, DIM))), jnp.zeros((2, DIM)), key=jax.random.key(0))
     with pytest.raises(ValueError, match="shape"):
         ode.step(ode.init(jnp.ones((2, DIM))), jnp.zeros((2, DIM + 1)))
+
+
+def _full_product():
+    """Every fixed-grid method x algorithm x model type (its schedule: discrete for noise,
+    x0, v and score; flow; EDM with Karras sigmas for the EDM types)."""
+    types = [
+        ("discrete", "noise"),
+        ("discrete", "x_start"),
+        ("discrete", "v"),
+        ("discrete", "score"),
+        ("flow", "flow"),
+        ("edm", "edm"),
+        ("edm", "edm_v"),
+    ]
+    for method, solver in registry.SOLVERS.items():
+        if solver.adaptive or method not in registry.METHODS:
+            continue
+        for alg in solver.algorithms:
+            order = 2 if alg == "sde-dpmsolver" else max(o for o in solver.orders if o <= 3)
+            for sched, model_type in types:
+                yield pytest.param(
+                    method, alg, order, sched, model_type, id=f"{method}-{alg}-{model_type}"
+                )
+
+
+@pytest.mark.parametrize("method,alg,order,sched,model_type", list(_full_product()))
+def test_hand_loop_equals_sample_every_method_algorithm_model_type(
+    method, alg, order, sched, model_type
+):
+    extra = {"skip_type": "karras"} if sched == "edm" or method in ("heun", "dpm2") else {}
+    if method == "singlestep_fixed":  # the reference's grids only, with finite end points
+        extra = {"skip_type": "logSNR"} if sched == "edm" else {}
+        if sched == "flow":
+            extra["t_end"] = 1e-3
+    test_hand_loop_equals_sample(method, alg, order, sched, model_type, extra)
