@@ -4,7 +4,9 @@ benchmark's 256 held-out x_T themselves (in-sample: not a result, only the best 
 parametrisation reaches on those samples). Each figure is the held-out median per-sample
 RMS as a ratio to the best built-in spacing (as in benchmarks/optimize_grids.py).
 
-Columns: ``optimize_timesteps(objective="ld3")`` as shipped, grid only and decouple=True;
+Columns: ``optimize_timesteps(objective="ld3")`` with its defaults before 0.2.0 (set
+explicitly: ``benchmarks/optimize_grids.py``'s "ld3" and "ld3-dec"), grid only and
+decouple=True;
 and an experiment that is not in the library: the decoupled fit with L-BFGS (optax.lbfgs,
 100 iterations for the grid, then 120 for both) instead of Adam, on ``loss="iqr"`` (the
 mean of log per-sample RMS over the middle half of the samples, a smoothed median).
@@ -97,14 +99,11 @@ def main():
                 ts, ms = interquartile_lbfgs(model, sched, x, exact, nfe, opts)
                 grid = dict(timesteps=ts, model_timesteps=ms)
             else:
+                obj = "ld3-dec" if fit == "decoupled" else "ld3"  # the defaults before 0.2.0
                 out = dpm_jax.optimize_timesteps(
-                    model, sched, jnp.asarray(x), decouple=fit == "decoupled", **kw
+                    model, sched, jnp.asarray(x), **B.LD3_OPTIONS[obj], **kw
                 )
-                grid = (
-                    dict(timesteps=out[0], model_timesteps=out[1])
-                    if fit != "grid"
-                    else dict(timesteps=out)
-                )
+                grid = out.keywords()
             wall = time.perf_counter() - t0
             err = B.median_rms(dpm_jax.sample(m_test, x_test, sched, **grid, **opts), p["exact"])
             cells.append(f"x{err / base:.3f} ({wall:.0f} s)")

@@ -27,7 +27,7 @@ from dpm_jax.testing import problems
 from dpm_jax.testing.exact import exact_ode_solution
 
 CONFIGS = {
-    "full batch (ld3-dec-iqr)": dict(loss="iqr"),
+    "full batch (ld3-dec-iqr)": B.LD3_OPTIONS["ld3-dec-iqr"],
     "minibatch 32 + averaged, sides (ld3-dec-swa)": B.SWA,
     "the same, seed 1": dict(B.SWA, seed=1),
     "the same, seed 2": dict(B.SWA, seed=2),
@@ -69,22 +69,14 @@ def main():
     for seed, (x, e) in draws.items():
         for label, cfg in CONFIGS.items():
             t0 = time.perf_counter()
-            ts, ms = dpm_jax.optimize_timesteps(
-                model,
-                sched,
-                x,
-                steps=nfe,
-                teacher=jnp.asarray(e),
-                decouple=True,
-                **cfg,
-                **span,
-                **opts,
+            fitted = dpm_jax.optimize_timesteps(
+                model, sched, x, steps=nfe, teacher=jnp.asarray(e), **cfg, **span, **opts
             )
             wall = time.perf_counter() - t0
             line = []
             for k, (xh, eh) in held.items():
                 err = B.median_rms(
-                    dpm_jax.sample(model, xh, sched, timesteps=ts, model_timesteps=ms, **opts), eh
+                    dpm_jax.sample(model, xh, sched, **fitted.keywords(), **opts), eh
                 )
                 ratios[label][k].append(err / base[k])
                 line.append(f"{k} x{err / base[k]:.3f}")

@@ -38,10 +38,12 @@ def main():
         x = np.random.default_rng(seed).normal(size=(B.TRAIN, 64))
         exact = exact_ode_solution(problems.digits(), sched, x, 1.0, 1e-3, rtol=1e-11, atol=1e-11)
         kw = dict(steps=nfe, objective="ld3", teacher=jnp.asarray(exact), **opts)
-        for label, dec in (("grid only", False), ("decoupled", True)):
-            out = dpm_jax.optimize_timesteps(m_train, sched, jnp.asarray(x), decouple=dec, **kw)
-            grid = dict(timesteps=out[0], model_timesteps=out[1]) if dec else dict(timesteps=out)
-            err = B.median_rms(dpm_jax.sample(m_test, x_test, sched, **grid, **opts), p["exact"])
+        for label, obj in (("grid only", "ld3"), ("decoupled", "ld3-dec")):
+            fitted = dpm_jax.optimize_timesteps(
+                m_train, sched, jnp.asarray(x), **B.LD3_OPTIONS[obj], **kw
+            )
+            x0 = dpm_jax.sample(m_test, x_test, sched, **fitted.keywords(), **opts)
+            err = B.median_rms(x0, p["exact"])
             ratios[label].append(err / base)
             print(f"{name} NFE {nfe}, training draw {seed}, {label}: x{err / base:.3f}", flush=True)
     for label, r in ratios.items():

@@ -4,10 +4,15 @@
     python benchmarks/optimize_grids.py --problems digits --nfe 5 6 8 --solvers 2M UniPC-2
 
 For each problem a grid is fitted by each objective of ``dpm_jax.optimize_timesteps``
-("ld3", "gits", "dmn"; and "ld3-dec", ld3 with decouple=True: the grid and the model times;
-"ld3-iqr" and "ld3-dec-iqr", the same with loss="iqr"; "ld3-dec-swa": ld3-dec-iqr with
-window="sides", batch_size=32 (minibatches and the average of the second half of the
-iterates) and 600 iterations per stage)
+("ld3", "gits", "dmn"; ld3 with every option set, as its defaults were before 0.2.0: the
+grid alone, loss="log", the whole batch, 300 iterations; "ld3-dec", that with
+decouple=True: the grid and the model times; "ld3-iqr" and "ld3-dec-iqr", the same with
+loss="iqr"; "ld3-dec-swa": ld3-dec-iqr with window="sides", batch_size=32 (minibatches
+and the average of the second half of the iterates) and 600 iterations per stage;
+"ld3-dec-swa3": that with restarts=3; and "ld3-plain": ``optimize_timesteps(model,
+schedule, x_T, steps=..., **solver)`` with nothing else -- the library's defaults, its
+default teacher (200 steps of DPM-Solver++(3M)) and the schedule's span -- where the
+other ld3 objectives are given the exact solution as the teacher)
 for each solver and NFE on TRAIN = 64 noise samples, and every grid
 -- the fitted ones and the built-in spacings (time_uniform, logSNR, time_quadratic,
 karras with rho 7) -- is then judged on HELD_OUT = 256 other noise samples by the median
@@ -55,14 +60,25 @@ SOLVERS = {
     "iPNDM-4": dict(method="ipndm", order=4),
     "DEIS-tAB3": dict(method="deis", order=3),
 }
-# ld3-dec: ld3 with decouple=True; -iqr: with loss="iqr" (its default is "log");
-# ld3-dec-swa: also window="sides", minibatches of 32 and their averaged iterates;
-# ld3-dec-swa3: that with restarts=3 (seeds 0, 1, 2; the lowest training loss)
+# ld3: the defaults before 0.2.0, set explicitly; ld3-dec: with decouple=True; -iqr: with
+# loss="iqr"; ld3-dec-swa: also window="sides", minibatches of 32 and their averaged
+# iterates; ld3-dec-swa3: that with restarts=3 (seeds 0, 1, 2; the lowest training loss);
+# ld3-plain: a plain call (the library's defaults and default teacher)
 OBJECTIVES = (
-    "ld3", "ld3-dec", "gits", "dmn", "ld3-iqr", "ld3-dec-iqr", "ld3-dec-swa", "ld3-dec-swa3"
+    "ld3", "ld3-dec", "gits", "dmn", "ld3-iqr", "ld3-dec-iqr", "ld3-dec-swa", "ld3-dec-swa3",
+    "ld3-plain",
 )  # fmt: skip
-SWA = dict(loss="iqr", window="sides", batch_size=32, iterations=600)
+LD3 = dict(decouple=False, loss="log", window="nearest", batch_size=None, restarts=1)
+SWA = dict(LD3, decouple=True, loss="iqr", window="sides", batch_size=32, iterations=600)
 SWA3 = dict(SWA, restarts=3)
+LD3_OPTIONS = {
+    "ld3": dict(LD3, iterations=300),
+    "ld3-dec": dict(LD3, decouple=True, iterations=300),
+    "ld3-iqr": dict(LD3, loss="iqr", iterations=300),
+    "ld3-dec-iqr": dict(LD3, decouple=True, loss="iqr", iterations=300),
+    "ld3-dec-swa": SWA,
+    "ld3-dec-swa3": SWA3,
+}
 DMN_METHODS = ("multistep",)  # with the data prediction (see dpm_jax.optimize.dmn)
 
 
@@ -203,21 +219,14 @@ def run(key, nfes, solver_names, objectives, log):
                     line.append(" n/a |")
                     continue
                 t1 = time.perf_counter()
-                kw = dict(steps=nfe, objective=obj.split("-")[0], **span, **opts)
-                if obj.startswith("ld3"):
-                    kw["teacher"] = jnp.asarray(p["exact_train"])
-                if obj.endswith("-iqr"):
-                    kw["loss"] = "iqr"
-                if obj.endswith("-swa"):
-                    kw.update(SWA)
-                if obj.endswith("-swa3"):
-                    kw.update(SWA3)
-                if obj.startswith("ld3-dec"):
-                    kw["decouple"] = True
-                    ts, ms = dpm_jax.optimize_timesteps(m_train, sched, x_train, **kw)
-                    grid = dict(timesteps=ts, model_timesteps=ms)
+                if obj == "ld3-plain":  # as a user calls it: the defaults, their teacher
+                    kw = dict(steps=nfe, **opts)
                 else:
-                    grid = dict(timesteps=dpm_jax.optimize_timesteps(m_train, sched, x_train, **kw))
+                    kw = dict(steps=nfe, objective=obj.split("-")[0], **span, **opts)
+                if obj in LD3_OPTIONS:
+                    kw.update(LD3_OPTIONS[obj], teacher=jnp.asarray(p["exact_train"]))
+                fit = dpm_jax.optimize_timesteps(m_train, sched, x_train, **kw)
+                grid = fit.keywords()  # timesteps= and model_timesteps=
                 wall = time.perf_counter() - t1
                 x = dpm_jax.sample(m_test, x_test, sched, **grid, **opts)
                 err = median_rms(x, p["exact"])

@@ -596,6 +596,7 @@ def _check_grid(o: SolverOptions) -> None:
     grid options."""
     if o.timesteps is not None and o.sigmas is not None:
         raise ValueError("Pass either `timesteps` or `sigmas`, not both.")
+    _check_grid_object(o)
     name = o.explicit_grid
     if name is None:
         return
@@ -652,6 +653,30 @@ def _check_grid(o: SolverOptions) -> None:
             )
     v.flags.writeable = False
     _set_field(o, name, v)
+
+
+def _check_grid_object(o: SolverOptions) -> None:
+    """A :class:`dpm_jax.grids.Timesteps` (what ``optimize_timesteps`` returns) passed as
+    ``timesteps=`` stands for its times only where it has no model times (the keyword
+    would drop them); as ``sigmas=`` it is refused (its values are times)."""
+    from dpm_jax import grids
+
+    if isinstance(o.sigmas, grids.Grid):
+        raise ValueError(
+            f"`sigmas` got a grid object ({type(o.sigmas).__name__}); pass it as "
+            "`grid=` (dpm_jax.sample(..., grid=fitted))."
+        )
+    if isinstance(o.timesteps, grids.Grid) and not (
+        isinstance(o.timesteps, grids.Timesteps) and o.timesteps.model_timesteps is None
+    ):
+        what = (
+            "a fitted grid with model times (`model_timesteps`), which `timesteps=` would drop"
+            if isinstance(o.timesteps, grids.Timesteps)
+            else f"a grid object ({type(o.timesteps).__name__})"
+        )
+        raise ValueError(
+            f"`timesteps` got {what}; pass it as `grid=`: dpm_jax.sample(..., grid=fitted)."
+        )
 
 
 def _host_array(name: str, value, hint: str = "") -> np.ndarray:

@@ -203,11 +203,38 @@ class Trailing(Grid):
 @dataclasses.dataclass(frozen=True)
 class Timesteps(Grid):
     """An explicit grid of times t, first to last (decreasing to sample, increasing to
-    invert), and optionally the model's own time at each node (``model_timesteps``)."""
+    invert), and optionally the model's own time at each node (``model_timesteps``).
+
+    Array-like over its times (float64): ``np.asarray(grid)``, ``len(grid)``, ``grid[i]``
+    and iteration give them, so it may also be passed as ``timesteps=grid`` -- unless it
+    has model times, which that keyword would drop (a ValueError says to pass
+    ``grid=grid``).
+
+    >>> import numpy as np
+    >>> g = Timesteps((1.0, 0.5, 0.001), model_timesteps=(1.0, 0.45))
+    >>> len(g), float(g[1]), np.asarray(g).dtype
+    (3, 0.5, dtype('float64'))
+    """
 
     values: Any = ()
     model_timesteps: Any = None
     _keywords: ClassVar[dict] = dict(values="timesteps", model_timesteps="model_timesteps")
+
+    # Array-like over the times (what :func:`dpm_jax.optimize_timesteps` returns is one of
+    # these): ``np.asarray(grid)``, ``len(grid)``, ``grid[i]``, iteration; and
+    # ``timesteps=grid`` where it has no model times (with them: ``grid=grid``).
+    def __array__(self, dtype=None, copy=None):
+        out = np.array(self.values, np.float64)
+        return out if dtype is None else out.astype(dtype)
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def __getitem__(self, index):
+        return np.asarray(self)[index]
+
+    def __iter__(self):
+        return iter(np.asarray(self))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -26,6 +26,8 @@ differentiates through the plan and the executor.
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -35,7 +37,7 @@ from dpm_jax.optimize import _common as U
 from dpm_jax.plan.grids import SPACINGS, time_grid
 from dpm_jax.plan.solvers import registry
 
-__all__ = ["fit", "loss_fn", "LOSSES"]
+__all__ = ["fit", "loss_fn", "settings", "LOSSES", "DEFAULTS"]
 
 #: "rms": the mean over samples of each sample's RMS distance; "log": the mean of its log
 #: (the geometric mean: the typical sample counts, not the few that change mode);
@@ -76,21 +78,85 @@ def _times(prob: U.Problem, params, parametrization: str, window: str = "nearest
     return times, U.model_times_of(prob, c, eta, parametrization, window)
 
 
+#: What a plain call does, chosen on a validation set (``benchmarks/ld3_defaults.py``,
+#: ``benchmarks/results/ld3_defaults.txt``): the loss, where a decoupled model call may
+#: move, the minibatch size (used where the training noise has more samples than that),
+#: the restarts and the iterations per stage with minibatches, and the iterations with the
+#: whole batch. ``decouple`` defaults to True where the solver calls the model at its
+#: nodes.
+DEFAULTS: dict[str, Any] = dict(
+    loss="iqr", window="sides", batch_size=32, restarts=3, iterations=600, full_batch_iterations=300
+)
+
+
+def settings(
+    prob: U.Problem,
+    *,
+    iterations=None,
+    loss=None,
+    slack: float = 0.0,
+    decouple=None,
+    window=None,
+    batch_size="auto",
+    restarts=None,
+) -> dict:
+    """The options a fit runs with: those given, checked, and :data:`DEFAULTS` for the
+    rest. ``decouple`` None: True where the solver calls the model at its nodes;
+    ``batch_size`` "auto": ``DEFAULTS["batch_size"]`` if the training noise has more
+    samples than that (and no ``slack``), else None (the whole batch); ``restarts`` None:
+    ``DEFAULTS["restarts"]`` with minibatches, else 1; ``iterations`` None:
+    ``DEFAULTS["iterations"]`` with minibatches, else ``DEFAULTS["full_batch_iterations"]``."""
+    loss = DEFAULTS["loss"] if loss is None else loss
+    window = DEFAULTS["window"] if window is None else window
+    _checks.check_choice("loss", loss, LOSSES)
+    _checks.check_choice("window", window, U.WINDOWS)
+    n = prob.x_T.shape[0]
+    if isinstance(batch_size, str) and batch_size == "auto":
+        auto = DEFAULTS["batch_size"]
+        batch = auto if n > auto and not slack > 0 else None
+    else:
+        batch = _batch_size(batch_size, n, slack)
+    if restarts is None:
+        restarts = DEFAULTS["restarts"] if batch is not None else 1
+    _check_restarts(restarts, batch)
+    if iterations is None:
+        iterations = DEFAULTS["iterations" if batch is not None else "full_batch_iterations"]
+    calls_at_nodes = registry.get(prob.options.method).calls_at_nodes
+    if decouple is None:
+        decouple = calls_at_nodes
+    if not isinstance(decouple, bool):
+        raise TypeError(f"`decouple` must be a bool (or None), got {type(decouple).__name__}.")
+    if decouple and not calls_at_nodes:
+        raise ValueError(
+            f"`decouple`=True moves the model calls at the grid's nodes, which "
+            f"method={prob.options.method!r} does not make; use "
+            f"{' / '.join(repr(m) for m, s in registry.SOLVERS.items() if s.calls_at_nodes)}."
+        )
+    return dict(
+        iterations=int(iterations),
+        loss=loss,
+        decouple=decouple,
+        window=window,
+        batch_size=batch,
+        restarts=int(restarts),
+    )
+
+
 def fit(
     prob: U.Problem,
     *,
     teacher=None,
-    iterations: int = 300,
+    iterations: int | None = None,
     learning_rate: float = 0.05,
-    loss: str = "log",
+    loss: str | None = None,
     slack: float = 0.0,
     parametrization: str | None = None,
     init=None,
-    decouple: bool = False,
-    window: str = "nearest",
-    batch_size: int | None = None,
+    decouple: bool | None = None,
+    window: str | None = None,
+    batch_size: int | str | None = "auto",
     seed: int = 0,
-    restarts: int = 1,
+    restarts: int | None = None,
     progress: bool = False,
 ):
     """The LD3 grid (float64, t_start to t_end) of ``prob``; with ``decouple``, the
@@ -100,7 +166,8 @@ def fit(
     training noise (drawn with ``seed``) and the average of the second half of the
     iterates, in each stage; None: the whole batch and the iterate with the lowest loss.
     ``restarts`` (with ``batch_size``): that many minibatch fits, with seeds ``seed``,
-    ``seed + 1``, ...; the one with the lowest loss on the whole training batch."""
+    ``seed + 1``, ...; the one with the lowest loss on the whole training batch. Options
+    left at None ("auto" for ``batch_size``) take :func:`settings`' defaults."""
     try:
         import optax
     except ImportError:
@@ -113,20 +180,20 @@ def fit(
             "`parametrization`='lambda' needs a finite half log-SNR at t_start and "
             "t_end; use parametrization='time'."
         )
-    _checks.check_choice("loss", loss, LOSSES)
-    _checks.check_choice("window", window, U.WINDOWS)
-    batch = _batch_size(batch_size, prob.x_T.shape[0], slack)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise TypeError(f"`seed` must be an int, got {type(seed).__name__} {seed!r}.")
-    _check_restarts(restarts, batch)
-    if not isinstance(decouple, bool):
-        raise TypeError(f"`decouple` must be a bool, got {type(decouple).__name__}.")
-    if decouple and not registry.get(prob.options.method).calls_at_nodes:
-        raise ValueError(
-            f"`decouple`=True moves the model calls at the grid's nodes, which "
-            f"method={prob.options.method!r} does not make; use "
-            f"{' / '.join(repr(m) for m, s in registry.SOLVERS.items() if s.calls_at_nodes)}."
-        )
+    chosen = settings(
+        prob,
+        iterations=iterations,
+        loss=loss,
+        slack=slack,
+        decouple=decouple,
+        window=window,
+        batch_size=batch_size,
+        restarts=restarts,
+    )
+    iterations, loss, decouple = chosen["iterations"], chosen["loss"], chosen["decouple"]
+    window, batch, restarts = chosen["window"], chosen["batch_size"], chosen["restarts"]
     target = U.teacher_end(prob, teacher)
     x_T = prob.x_T
     f = loss_fn(prob, param, loss, window)
@@ -167,8 +234,9 @@ def _check_restarts(restarts, batch: int | None) -> None:
         raise ValueError(f"`restarts` must be >= 1, got {restarts}.")
     if restarts > 1 and batch is None:
         raise ValueError(
-            "`restarts` > 1 needs `batch_size` (minibatch fits differ by their seed; "
-            "full-batch fits are all the same)."
+            "`restarts` > 1 needs minibatches: a `batch_size` below the training batch "
+            f"(by default {DEFAULTS['batch_size']} where x_T has more samples); minibatch "
+            "fits differ by their seed, full-batch fits are all the same."
         )
 
 
@@ -178,7 +246,8 @@ def _batch_size(batch_size, n: int, slack: float) -> int | None:
         return None
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
         raise TypeError(
-            f"`batch_size` must be None or an int, got {type(batch_size).__name__} {batch_size!r}."
+            f"`batch_size` must be 'auto', None or an int, got {type(batch_size).__name__} "
+            f"{batch_size!r}."
         )
     if not 1 <= batch_size <= n:
         raise ValueError(

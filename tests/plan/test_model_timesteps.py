@@ -170,3 +170,47 @@ def test_traced_model_timesteps_are_refused():
 
     with pytest.raises(TypeError, match="`model_timesteps` must be concrete"):
         jax.jit(f)(jnp.asarray([1.0, 0.5]))
+
+
+def test_a_timesteps_object_is_array_like_and_samples_as_its_times():
+    """grids.Timesteps (what optimize_timesteps returns): np.asarray gives its times in
+    float64 bit for bit, with len, indexing and iteration; without model times it may be
+    passed as ``timesteps=`` (the run of ``grid=``, bit for bit)."""
+    ts = dpm_jax.time_grid(VP, "time_quadratic", VP.T, VP.t_eps, 5)
+    g = dpm_jax.grids.Timesteps(ts)
+    arr = np.asarray(g)
+    assert arr.dtype == np.float64 and arr.tobytes() == np.asarray(ts, np.float64).tobytes()
+    assert len(g) == 6 and g[2] == ts[2] and np.array_equal(g[1:3], ts[1:3])
+    assert [float(t) for t in g] == [float(t) for t in ts]
+    a = dpm_jax.sample(MODEL, X, VP, timesteps=g, method="unipc")
+    b = dpm_jax.sample(MODEL, X, VP, grid=g, solver=dpm_jax.solvers.UniPC())
+    c = dpm_jax.sample(MODEL, X, VP, timesteps=ts, method="unipc")
+    assert bool(jnp.array_equal(a, b)) and bool(jnp.array_equal(a, c))
+
+
+def test_a_timesteps_object_with_model_times_is_refused_as_timesteps():
+    """``timesteps=`` would drop the model times: a ValueError says to pass ``grid=``; the
+    grid runs with them through ``grid=`` (or its keywords); as ``sigmas=`` (its values
+    are times) it is refused."""
+    ts = dpm_jax.time_grid(VP, "logSNR", VP.T, VP.t_eps, 4)
+    ms = np.array(ts[:4])
+    ms[1:] = 0.7 * ts[1:4] + 0.3 * ts[2:5]
+    g = dpm_jax.grids.Timesteps(ts, model_timesteps=ms)
+    for call in (
+        lambda: dpm_jax.sample(MODEL, X, VP, timesteps=g),
+        lambda: dpm_jax.sample(MODEL, X, VP, timesteps=g, model_timesteps=ms),
+        lambda: dpm_jax.inverse(MODEL, X, VP, timesteps=g),
+        lambda: build_plan(VP, timesteps=g),
+        lambda: dpm_jax.stepper(VP, timesteps=g),
+    ):
+        with pytest.raises(ValueError, match="`timesteps` got a fitted grid with model times"):
+            call()
+    with pytest.raises(ValueError, match="pass it as `grid=`"):
+        dpm_jax.sample(MODEL, X, VP, timesteps=g)
+    with pytest.raises(ValueError, match="`sigmas` got a grid object"):
+        dpm_jax.sample(MODEL, X, VP, sigmas=dpm_jax.grids.Timesteps(ts))
+    got = dpm_jax.sample(MODEL, X, VP, grid=g)
+    want = dpm_jax.sample(MODEL, X, VP, timesteps=ts, model_timesteps=ms)
+    plain = dpm_jax.sample(MODEL, X, VP, timesteps=ts)
+    assert bool(jnp.array_equal(got, want)) and not bool(jnp.array_equal(got, plain))
+    assert bool(jnp.array_equal(dpm_jax.sample(MODEL, X, VP, **g.keywords()), want))
