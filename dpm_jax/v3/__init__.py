@@ -1,0 +1,43 @@
+"""DPM-Solver-v3 (Zheng, Lu, Chen and Zhu, NeurIPS 2023, arXiv 2310.13268): its
+empirical model statistics.
+
+DPM-Solver-v3 integrates the diffusion ODE with three per-dimension coefficients
+l_lambda, s_lambda, b_lambda measured on the model beforehand, the *empirical model
+statistics* (EMS). This package estimates them (:func:`estimate_ems`), stores them
+(:func:`save_ems`, :func:`load_ems`) and reads the statistics published with the
+paper's code (:func:`load_official_ems`). The v3 solver itself is not available yet.
+
+>>> from dpm_jax import v3
+>>> sorted(v3.__all__)[:3]
+['EMS', 'ems_lambdas', 'estimate_ems']
+"""
+
+from dpm_jax.v3.ems import (
+    EMS,
+    ems_lambdas,
+    estimate_ems,
+    estimate_l,
+    estimate_sb,
+    l_point,
+    load_ems,
+    load_official_ems,
+    noised_data,
+    save_ems,
+    sb_point,
+    smooth_l,
+)
+
+__all__ = [
+    "EMS",
+    "ems_lambdas",
+    "estimate_ems",
+    "estimate_l",
+    "estimate_sb",
+    "l_point",
+    "load_ems",
+    "load_official_ems",
+    "noised_data",
+    "save_ems",
+    "sb_point",
+    "smooth_l",
+]
