@@ -353,7 +353,7 @@ def l_point(
     >>> sch = schedules.vp_linear()
     >>> model = lambda x, t: 3.0 * x  # J = 3 I
     >>> l = l_point(model, sch, jnp.ones((8, 2)), 0.0, jax.random.key(0))
-    >>> bool(jnp.allclose(l, 3.0 * sch.marginal_std(sch.inverse_lambda(jnp.float64(0.0)))))
+    >>> bool(jnp.allclose(l, 3.0 * sch.marginal_std(sch.inverse_lambda(jnp.asarray(0.0)))))
     True
     """
     data = jnp.asarray(data)
