@@ -38,6 +38,7 @@ SLOW = (
     "api/test_random_api.py",
     "api/test_options_used.py::test_every_option_is_used_or_refused",
     "executor/test_step_api.py::test_hand_loop_equals_sample_every_method_algorithm_model_type",
+    "v3/test_ems.py::test_point_statistics_converge_to_the_oracle_as_one_over_sqrt_k",
     "demo/test_notebook.py",
     "executor/test_multihost.py",
     "plan/test_plan_freeze.py::test_plans_do_not_depend_on_the_blas_kernel",

@@ -75,7 +75,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dpm_jax import _checks, _progress
+from dpm_jax import _boundary, _checks, _progress
 from dpm_jax.schedules import Schedule
 
 __all__ = [
@@ -578,50 +578,39 @@ def _check_grid(lambdas, schedule: Schedule) -> np.ndarray:
     return lam
 
 
-def _split(model: Callable):
-    """A model's array leaves (parameters, conditions: arguments of the compiled
-    program) and the rest (compiled in)."""
-    leaves, treedef = jax.tree_util.tree_flatten(model)
-    is_arr = tuple(isinstance(v, (jax.Array, np.ndarray)) for v in leaves)
-    dyn = [v for v, a in zip(leaves, is_arr) if a]
-    static = tuple(v for v, a in zip(leaves, is_arr) if not a)
-    return dyn, (treedef, is_arr, static)
+def _call_model(net, _data, x, t):
+    return net(x, t)
 
 
-def _build(kind: str, structure, schedule: Schedule, probes: int, batch_size: int) -> Callable:
-    treedef, is_arr, static = structure
+def _bound(model: Callable, data, batch_size: int) -> _boundary.Bound:
+    """The model as the library's model boundary holds it (:mod:`dpm_jax._boundary`):
+    its arrays (parameters, a flax.nnx module's state as it is now, arrays a closure
+    reads) are arguments of the compiled point functions, never constants, and no cache
+    keeps them alive; traced once at the batch's shapes."""
+    x = jax.ShapeDtypeStruct((batch_size,) + tuple(data.shape[1:]), data.dtype)
+    t = jax.ShapeDtypeStruct((batch_size,), data.dtype)
+    return _boundary.bind(_call_model, model, None, (x, t))
 
-    def rebuild(d):
-        it_d, it_s = iter(d), iter(static)
-        return treedef.unflatten([next(it_d) if a else next(it_s) for a in is_arr])
 
+@functools.partial(jax.jit, static_argnames=("schedule", "probes", "batch_size"))
+def _l_jit(bound, x0, u, key, *, schedule, probes, batch_size):
+    return l_point(bound, schedule, x0, u, key, probes=probes, batch_size=batch_size)
+
+
+@functools.partial(jax.jit, static_argnames=("schedule", "batch_size"))
+def _sb_jit(bound, x0, u, li, dli, key, *, schedule, batch_size):
+    return sb_point(bound, schedule, x0, u, li, dli, key, batch_size=batch_size)
+
+
+def _compiled(kind: str, model: Callable, schedule: Schedule, probes: int, batch_size: int, data):
+    """The jitted point function (``l_point`` or ``sb_point``) for this model: compiled
+    once per model structure, shapes and settings; the model's arrays are its inputs."""
+    bound = _bound(model, data, batch_size)
     if kind == "l":
-        return jax.jit(
-            lambda d, x0, u, k: l_point(
-                rebuild(d), schedule, x0, u, k, probes=probes, batch_size=batch_size
-            )
+        return functools.partial(
+            _l_jit, bound, schedule=schedule, probes=probes, batch_size=batch_size
         )
-    return jax.jit(
-        lambda d, x0, u, li, dli, k: sb_point(
-            rebuild(d), schedule, x0, u, li, dli, k, batch_size=batch_size
-        )
-    )
-
-
-_build_cached = functools.lru_cache(maxsize=16)(_build)
-
-
-def _compiled(kind: str, model: Callable, schedule: Schedule, probes: int, batch_size: int):
-    """The jitted point function (``l_point`` or ``sb_point``) for this model, its arrays
-    as arguments; kept for the next call with the same model structure and settings
-    (when everything compiled in is hashable)."""
-    dyn, structure = _split(model)
-    try:
-        hash((structure, schedule))
-        fn = _build_cached(kind, structure, schedule, probes, batch_size)
-    except TypeError:
-        fn = _build(kind, structure, schedule, probes, batch_size)
-    return lambda *args: fn(dyn, *args)
+    return functools.partial(_sb_jit, bound, schedule=schedule, batch_size=batch_size)
 
 
 class _Bar:
@@ -644,7 +633,7 @@ class _Bar:
 
 
 def _run_l(model, schedule, data, lam, key, probes, batch_size, bar) -> np.ndarray:
-    point = _compiled("l", model, schedule, probes, batch_size)
+    point = _compiled("l", model, schedule, probes, batch_size, data)
     out = []
     for u in lam:
         out.append(np.asarray(point(data, jnp.asarray(u, data.dtype), key)))
@@ -653,7 +642,7 @@ def _run_l(model, schedule, data, lam, key, probes, batch_size, bar) -> np.ndarr
 
 
 def _run_sb(model, schedule, data, lam, l, dl, key, batch_size, bar):  # noqa: E741
-    point = _compiled("sb", model, schedule, 1, batch_size)
+    point = _compiled("sb", model, schedule, 1, batch_size, data)
     s, b = [], []
     for i, u in enumerate(lam):
         si, bi = point(

@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from counting import compiles
 
 import dpm_jax
 from dpm_jax import schedules
@@ -402,3 +403,37 @@ def test_a_schedule_with_alpha_zero_at_t_needs_lambda_min():
         ems_lambdas(schedules.flow(), 4)
     g = ems_lambdas(schedules.flow(), 4, lambda_min=-3.0, lambda_max=3.0)
     assert g[0] == -3.0 and np.all(np.diff(g) > 0)
+
+
+def test_models_as_users_hold_them_nnx_updated_in_place_and_closures():
+    """The model boundary of ``sample`` holds here too: a flax.nnx module updated in place
+    is read as it is now (not as it was compiled), closed-over weights are arguments (a
+    new array of the same shape reuses the compiled program and is used)."""
+    from flax import nnx
+
+    sched = schedules.vp_linear()
+    data = jax.random.normal(jax.random.key(0), (8, 3))
+    kw = dict(n_points=2, key=jax.random.key(1), lambda_min=-1.0, lambda_max=1.0)
+
+    class Scale(nnx.Module):
+        def __init__(self):
+            self.w = nnx.Param(jnp.full((3,), 2.0))
+
+        def __call__(self, x, t):
+            return self.w[...] * x
+
+    lam = jnp.asarray([-1.0, 0.0, 1.0])
+    sigma = np.asarray(sched.marginal_std(sched.inverse_lambda(lam)))
+    net = Scale()
+    first = estimate_ems(net, sched, data, **kw)
+    np.testing.assert_allclose(first.l, 2.0 * sigma[:, None] * np.ones((3, 3)), rtol=1e-12)
+    net.w[...] = jnp.full((3,), 5.0)  # an optimizer step, in place
+    second = estimate_ems(net, sched, data, **kw)
+    np.testing.assert_allclose(second.l, 5.0 * sigma[:, None] * np.ones((3, 3)), rtol=1e-12)
+    for w in (3.0, 4.0, 6.0):  # a closure over a new array of the same shape
+        weights = jnp.full((3,), w)
+        with compiles() as c:
+            got = estimate_ems(lambda x, t: weights * x, sched, data, **kw)
+        np.testing.assert_allclose(got.l, w * sigma[:, None] * np.ones((3, 3)), rtol=1e-12)
+        if w > 3.0:  # the weights are an argument: no new program
+            assert len(c) == 0
