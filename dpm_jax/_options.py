@@ -295,7 +295,7 @@ def plan_key(o: SolverOptions) -> tuple | None:
         if isinstance(v, np.ndarray):
             v = ("array", v.shape, v.tobytes())
         parts.append((name, type(v), v))
-    parts.append(("_solver", o._solver))  # a solver object's own options
+    parts.append(("_solver", type(o._solver), o._solver))  # a solver object's own options
     key = tuple(parts)
     try:
         hash(key)
@@ -804,7 +804,7 @@ def to_objects(o: SolverOptions):
         values_ = getattr(o, o.explicit_grid)
         return solver, gcls(tuple(values_), model_timesteps=o.model_timesteps)
     skip = "time_uniform" if o.skip_type is None else o.skip_type
-    gcls = {
+    spacing_cls = {
         g.skip_type: g
         for g in (
             grids.TimeUniform,
@@ -818,11 +818,11 @@ def to_objects(o: SolverOptions):
             grids.Trailing,
         )
     }[skip]
-    gvalues = {field: getattr(o, kw) for field, kw in gcls._keywords.items()}
+    gvalues = {field: getattr(o, kw) for field, kw in spacing_cls._keywords.items()}
     gvalues["steps"] = o.num_steps
     if o.model_timesteps is not None:
         raise ValueError(
             "`model_timesteps` on a spacing grid has no grid object: use "
             "grids.Timesteps(times, model_timesteps=...)"
         )
-    return solver, gcls(**gvalues)
+    return solver, spacing_cls(**gvalues)

@@ -875,9 +875,11 @@ def save_ems(path, ems: EMS) -> None:
         meta = json.dumps(ems.meta, sort_keys=True)
     except (TypeError, ValueError) as e:
         raise TypeError(f"save_ems(): `ems.meta` must be JSON-serialisable: {e}") from None
-    arrays = {name: np.asarray(getattr(ems, name)) for name in ("l", "s", "b")}
+    l, s, b = (np.asarray(getattr(ems, name)) for name in ("l", "s", "b"))  # noqa: E741
     with open(os.fspath(path), "wb") as f:
-        np.savez(f, format=np.array(FORMAT), lambdas=ems.lambdas, meta=np.array(meta), **arrays)
+        np.savez(
+            f, format=np.array(FORMAT), lambdas=ems.lambdas, meta=np.array(meta), l=l, s=s, b=b
+        )
 
 
 def load_ems(path, schedule: Schedule | None = None) -> EMS:
