@@ -5,9 +5,9 @@
    Taylor form (``solver_type="taylor"``; order 3 with ``multistep3_variant="third_order"``,
    the interpolating polynomial's derivatives) to rounding (measured: max |difference|
    <= 1.8e-14 over the 10 cases, on states of size <= 4.1). With the corrector there is
-   no such identity with UniPC: UniPC's one-point corrector uses rho = 1/2 and its UniP-2 predictor is not the
-   Taylor 2M, while v3's corrector integrates the interpolating polynomial exactly and
-   skips one-point corrections.
+   no such identity with UniPC: UniPC's one-point corrector uses rho = 1/2 and its UniP-2
+   predictor is not the Taylor 2M, while v3's corrector integrates the interpolating
+   polynomial exactly and skips one-point corrections.
 2. The Gaussian problem N(MU, SIGMA) in d = 6 (full covariance, as in test_ems.py) on
    vp_linear, whose probability-flow ODE is linear: with C_t = alpha_t^2 SIGMA + sigma_t^2 I
    (all diagonal in SIGMA's eigenbasis), x_t = alpha_t MU + C_t^{1/2} C_T^{-1/2} (x_T - alpha_T MU).
