@@ -1,11 +1,12 @@
 """DPM-Solver-v3 (Zheng, Lu, Chen and Zhu, NeurIPS 2023, arXiv 2310.13268): its
-empirical model statistics.
+empirical model statistics and its sampler.
 
 DPM-Solver-v3 integrates the diffusion ODE with three per-dimension coefficients
 l_lambda, s_lambda, b_lambda measured on the model beforehand, the *empirical model
 statistics* (EMS). This package estimates them (:func:`estimate_ems`), stores them
-(:func:`save_ems`, :func:`load_ems`) and reads the statistics published with the
-paper's code (:func:`load_official_ems`). The v3 solver itself is not available yet.
+(:func:`save_ems`, :func:`load_ems`), reads the statistics published with the
+paper's code (:func:`load_official_ems`) and samples with them (:func:`sample_v3`, a
+separate entry point: ``dpm_jax.sample`` has no ``method="v3"``).
 
 >>> from dpm_jax import v3
 >>> sorted(v3.__all__)[:3]
@@ -26,6 +27,7 @@ from dpm_jax.v3.ems import (
     sb_point,
     smooth_l,
 )
+from dpm_jax.v3.solver import V3_SKIP_TYPES, V3Plan, sample_v3, v3_plan
 
 __all__ = [
     "EMS",
@@ -40,4 +42,8 @@ __all__ = [
     "save_ems",
     "sb_point",
     "smooth_l",
+    "sample_v3",
+    "v3_plan",
+    "V3Plan",
+    "V3_SKIP_TYPES",
 ]
