@@ -56,7 +56,11 @@ SLOW = (
     "optimize/test_optimize.py::test_gits_finds_the_known_optimum",
     "optimize/test_optimize.py::test_ld3_gradient_in_the_model_times",
 )
-GOLDEN = ("golden/test_golden.py::", "golden/test_reference_xt_golden.py::")
+GOLDEN = (
+    "golden/test_golden.py::",
+    "golden/test_reference_xt_golden.py::",
+    "golden/test_v3_golden.py::",
+)
 GOLDEN_SAMPLE = 6
 
 
