@@ -31,49 +31,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from gaussian_oracle import EIG, MU, SCH, SIGMA, D, Q, gauss_eps, oracle
 
 import dpm_jax
 from dpm_jax import schedules
 from dpm_jax.plan.grids import time_grid
 from dpm_jax.v3 import EMS, ems_lambdas, estimate_ems, sample_v3, v3_plan
 
-D = 6
-_rng = np.random.default_rng(0)
-_A = _rng.normal(size=(D, D))
-SIGMA = _A @ _A.T / D + 0.3 * np.eye(D)
-MU = _rng.normal(size=D)
-SCH = schedules.vp_linear()
-EIG, Q = np.linalg.eigh(SIGMA)
-
-
-def gauss_eps(x, t):
-    """The exact noise predictor of N(MU, SIGMA) (as in test_ems.py)."""
-    a, s = SCH.marginal_alpha(t)[:, None], SCH.marginal_std(t)[:, None]
-    q = jnp.asarray(Q, x.dtype)
-    y = (x - a * jnp.asarray(MU, x.dtype)) @ q
-    return s * (y / (a * a * jnp.asarray(EIG, x.dtype) + s * s)) @ q.T
-
 
 def oracle_lsb(lam: float):
-    """Exact (l, s, b) at lambda (test_ems.py's oracle, float64)."""
-    a2 = 1.0 / (1.0 + np.exp(-2.0 * lam))
-    s2 = 1.0 - a2
-    a = np.sqrt(a2)
-    eye = np.eye(D)
-    c = a2 * SIGMA + s2 * eye
-    m_inv = np.linalg.inv(c)
-    dm = -m_inv @ (2.0 * a2 * s2 * (SIGMA - eye)) @ m_inv
-    l_ex = s2 * np.diag(m_inv)
-    dl = -2.0 * s2 * a2 * np.diag(m_inv) + s2 * np.diag(dm)
-    p = (s2 / a) * m_inv - np.diag(l_ex) / a
-    q = -s2 * m_inv @ MU
-    dp = (s2 / a) * ((-1.0 - a2) * m_inv + dm) - np.diag(dl) / a + np.diag(l_ex) * s2 / a
-    dq = 2.0 * s2 * a2 * m_inv @ MU - s2 * dm @ MU
-    a_slope = dp + p @ (s2 * (eye - m_inv))
-    c_slope = dq + p @ (s2 * a * m_inv @ MU)
-    mean = a * MU
-    s = np.diag(a_slope @ c @ p.T) / np.diag(p @ c @ p.T)
-    b = (a_slope @ mean + c_slope) - s * (p @ mean + q)
+    """Exact (l, s, b) at lambda (float64)."""
+    l_ex, _, s, b = oracle(lam)
     return l_ex, s, b
 
 
