@@ -114,7 +114,8 @@ class EMS:
       b: (N + 1, *shape), the intercept of f' on f.
       meta: what they were made for: ``schedule`` (name, spec, T, t_eps, N and log alpha
         / log sigma at 9 times, to check a schedule against), ``N``, ``K`` (samples),
-        ``probes``, ``smooth``, ``guidance_scale`` (None without guidance), ``dtype``,
+        ``probes``, ``smooth``, ``states`` ("data" or "ode", see :func:`estimate_ems`),
+        ``guidance_scale`` (None without guidance), ``dtype``,
         ``source`` (``"estimate_ems"`` or ``"official"``) and ``dpm_jax`` (version).
 
     The leaves are ``l, s, b``; ``lambdas`` and ``meta`` are static (they stay NumPy
@@ -357,26 +358,40 @@ def l_point(
     True
     """
     data = jnp.asarray(data)
-    dtype, shape, k = data.dtype, data.shape[1:], data.shape[0]
+    dtype, shape = data.dtype, data.shape[1:]
     lam = jnp.asarray(lam, dtype)
-    t, alpha, sigma = _at_lambda(schedule, lam)
-    kz, kv = jax.random.fold_in(key, 0), jax.random.fold_in(key, 1)
+    _, alpha, sigma = _at_lambda(schedule, lam)
+    kz = jax.random.fold_in(key, 0)
+
+    def states(x0, idx):
+        return alpha * x0 + sigma * _rows(_normal, kz, idx, shape, dtype)
+
+    return _l_from(model, schedule, data, states, lam, key, probes, batch_size)[0]
+
+
+def _l_from(model, schedule, data, states, lam, key, probes, batch_size):
+    """(l, eps) at lambda: Hutchinson's estimate at the states ``states(rows, index)`` of
+    the batches of ``data``, and the model's output there (K, *shape), the primal of the
+    first probe's jvp."""
+    dtype, shape, k = data.dtype, data.shape[1:], data.shape[0]
+    t, _, sigma = _at_lambda(schedule, lam)
+    kv = jax.random.fold_in(key, 1)
     bs = k if batch_size is None else batch_size
 
     def batch(acc, xs):
         x0, idx, w = xs
-        x = alpha * x0 + sigma * _rows(_normal, kz, idx, shape, dtype)
+        x = states(x0, idx)
 
         def probe(acc_p, p):
             v = _rows(_rademacher, jax.random.fold_in(kv, p), idx, shape, dtype)
-            _, jv = jax.jvp(lambda y: _eps(model, y, t), (x,), (v,))
-            return acc_p + jnp.sum(_bcast(w, x) * v * jv, axis=0), None
+            eps, jv = jax.jvp(lambda y: _eps(model, y, t), (x,), (v,))
+            return acc_p + jnp.sum(_bcast(w, x) * v * jv, axis=0), eps
 
-        acc, _ = jax.lax.scan(probe, acc, jnp.arange(probes))
-        return acc, None
+        acc, eps = jax.lax.scan(probe, acc, jnp.arange(probes))
+        return acc, eps[0]
 
-    acc, _ = jax.lax.scan(batch, jnp.zeros(shape, dtype), _batches(data, bs))
-    return sigma * acc / (k * probes)
+    acc, eps = jax.lax.scan(batch, jnp.zeros(shape, dtype), _batches(data, bs))
+    return sigma * acc / (k * probes), eps.reshape((-1,) + shape)[:k]
 
 
 def _moments(f, g, w):
@@ -414,14 +429,21 @@ def sb_point(
     key,
     *,
     batch_size: int | None = None,
+    ridge: float = 1e-4,
 ):
     """``(s, b)`` at one lambda, given l and ``dl = dl/dlambda`` there.
 
     ``f = (sigma / alpha) eps - l x / alpha`` and its total derivative along the ODE
     ``f' = D[(sigma / alpha) eps] + (sigma / alpha) l eps - dl x / alpha`` (D: one
     ``jax.jvp`` in (x, lambda) along ``(dx/dlambda, 1)``), at the samples of
-    :func:`noised_data`; then per dimension ``s = Cov(f', f) / Var(f)`` (0 where
-    ``Var(f) = 0``) and ``b = E f' - s E f``. Costs one evaluation and one jvp per sample.
+    :func:`noised_data`; then per dimension ``s = Cov(f', f) / Var(f)`` and ``b = E f' -
+    s E f``, with a relative ridge: ``s = Cov(f', f) / (Var(f) + ridge * mean_d Var(f))``
+    (``mean_d``: over the dimensions). The ridge shrinks s towards 0 only where f barely
+    varies over the samples (there the slope is a ratio of two tiny numbers: on the
+    digits, states along the ODE gave such pixels s ~ 78 and v3 diverged; any ridge from
+    1e-6 to 1e-2 fixed it and changed v3's error elsewhere by < 2 %); ``s = 0`` where
+    Var(f) is at the rounding level of the terms of f (:data:`VAR_FLOOR`: a pixel
+    constant over the data). Costs one evaluation and one jvp per sample.
     Pure and traceable; arrays of one sample's shape, in the dtype of ``data``.
 
     >>> import jax, jax.numpy as jnp
@@ -432,12 +454,32 @@ def sb_point(
     ((2,), (2,))
     """
     data = jnp.asarray(data)
-    dtype, shape, k = data.dtype, data.shape[1:], data.shape[0]
+    dtype, shape = data.dtype, data.shape[1:]
     lam = jnp.asarray(lam, dtype)
+    _, alpha, sigma = _at_lambda(schedule, lam)
+    kz = jax.random.fold_in(key, 0)
+
+    def states(x0, idx):
+        return alpha * x0 + sigma * _rows(_normal, kz, idx, shape, dtype)
+
+    s, b, _ = _sb_from(model, schedule, data, states, lam, l, dl, batch_size, ridge)
+    return s, b
+
+
+#: s is set to 0 (and b to E f') in the dimensions where Var(f) is at the rounding level of
+#: the terms f is made of: Var(f) <= (VAR_FLOOR eps)^2 E[((sigma / alpha) eps_theta)^2 +
+#: (l x / alpha)^2], eps the dtype's machine epsilon (a pixel that is constant over the data
+#: has a constant f, whatever x; its "slope" would be a ratio of two rounding errors)
+VAR_FLOOR = 16.0
+
+
+def _sb_from(model, schedule, data, states, lam, l, dl, batch_size, ridge):  # noqa: E741
+    """(s, b, eps) at lambda from the states ``states(rows, index)`` of the batches of
+    ``data`` (eps: the model's output there, (K, *shape))."""
+    dtype, shape, k = data.dtype, data.shape[1:], data.shape[0]
     l, dl = jnp.asarray(l, dtype), jnp.asarray(dl, dtype)  # noqa: E741
     t, alpha, sigma = _at_lambda(schedule, lam)
     a = _dlog_alpha(schedule, lam)
-    kz = jax.random.fold_in(key, 0)
     bs = k if batch_size is None else batch_size
 
     def scaled_eps(y, u):
@@ -446,20 +488,26 @@ def sb_point(
 
     def batch(carry, xs):
         x0, idx, w = xs
-        x = alpha * x0 + sigma * _rows(_normal, kz, idx, shape, dtype)
+        x = states(x0, idx)
         eps = _eps(model, x, t)
         xdot = a * x - sigma * eps  # dx/dlambda on the model's ODE
         _, d_scaled = jax.jvp(scaled_eps, (x, lam), (xdot, jnp.ones_like(lam)))
         f = (sigma / alpha) * eps - l * x / alpha
         fp = d_scaled + (sigma / alpha) * l * eps - dl * x / alpha
-        return _merge(carry, _moments(f, fp, w)), None
+        size = ((sigma / alpha) * eps) ** 2 + (l * x / alpha) ** 2
+        moments, rs = carry
+        rs = rs + jnp.sum(_bcast(w, x) * size, axis=0)
+        return (_merge(moments, _moments(f, fp, w)), rs), eps
 
     zero = jnp.zeros(shape, dtype)
-    init = (jnp.zeros((), dtype), zero, zero, zero, zero)
-    (_, mf, mg, vf, cfg), _ = jax.lax.scan(batch, init, _batches(data, bs))
-    pos = vf > 0
-    s = jnp.where(pos, cfg / jnp.where(pos, vf, 1.0), 0.0)
-    return s, mg - s * mf
+    init = ((jnp.zeros((), dtype), zero, zero, zero, zero), zero)
+    ((_, mf, mg, vf, cfg), rs), eps = jax.lax.scan(batch, init, _batches(data, bs))
+    floor = (VAR_FLOOR * jnp.finfo(dtype).eps) ** 2 * rs
+    pos = vf > floor
+    s = jnp.where(
+        pos, cfg / jnp.where(pos, vf + jnp.asarray(ridge, dtype) * jnp.mean(vf), 1.0), 0.0
+    )
+    return s, mg - s * mf, eps.reshape((-1,) + shape)[:k]
 
 
 # --------------------------------------------------------------------------- smoothing
@@ -537,23 +585,30 @@ def _check_model(model, schedule: Schedule) -> None:
             )
 
 
-def _check_data(data):
+def _check_data(data, name: str = "data"):
     try:
         arr = jnp.asarray(data)
     except TypeError:
         raise TypeError(
-            f"`data` must be an array of samples (K, *shape), got {type(data).__name__}."
+            f"`{name}` must be an array of samples (K, *shape), got {type(data).__name__}."
         ) from None
     if not jnp.issubdtype(arr.dtype, jnp.floating):
-        raise TypeError(f"`data` must have a floating dtype, got {arr.dtype}.")
+        raise TypeError(f"`{name}` must have a floating dtype, got {arr.dtype}.")
     if arr.ndim < 2 or arr.shape[0] < 2:
         raise ValueError(
-            f"`data` must have shape (K, *shape) with K >= 2 samples and a sample shape, got "
+            f"`{name}` must have shape (K, *shape) with K >= 2 samples and a sample shape, got "
             f"{tuple(arr.shape)}."
         )
     if not isinstance(arr, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(arr))):
-        raise ValueError("`data` must be finite.")
+        raise ValueError(f"`{name}` must be finite.")
     return arr
+
+
+def _check_ridge(ridge) -> float:
+    r = _number("ridge", ridge)
+    if not (np.isfinite(r) and r >= 0.0):
+        raise ValueError(f"`ridge` must be a finite number >= 0, got {ridge!r}.")
+    return r
 
 
 def _check_key(key) -> None:
@@ -598,8 +653,8 @@ def _l_jit(bound, x0, u, key, *, schedule, probes, batch_size):
 
 
 @functools.partial(jax.jit, static_argnames=("schedule", "batch_size"))
-def _sb_jit(bound, x0, u, li, dli, key, *, schedule, batch_size):
-    return sb_point(bound, schedule, x0, u, li, dli, key, batch_size=batch_size)
+def _sb_jit(bound, x0, u, li, dli, key, ridge, *, schedule, batch_size):
+    return sb_point(bound, schedule, x0, u, li, dli, key, batch_size=batch_size, ridge=ridge)
 
 
 def _compiled(kind: str, model: Callable, schedule: Schedule, probes: int, batch_size: int, data):
@@ -641,8 +696,9 @@ def _run_l(model, schedule, data, lam, key, probes, batch_size, bar) -> np.ndarr
     return np.stack(out)
 
 
-def _run_sb(model, schedule, data, lam, l, dl, key, batch_size, bar):  # noqa: E741
+def _run_sb(model, schedule, data, lam, l, dl, key, batch_size, bar, ridge):  # noqa: E741
     point = _compiled("sb", model, schedule, 1, batch_size, data)
+    r = jnp.asarray(ridge, data.dtype)
     s, b = [], []
     for i, u in enumerate(lam):
         si, bi = point(
@@ -651,6 +707,7 @@ def _run_sb(model, schedule, data, lam, l, dl, key, batch_size, bar):  # noqa: E
             jnp.asarray(l[i], data.dtype),
             jnp.asarray(dl[i], data.dtype),
             key,
+            r,
         )
         s.append(np.asarray(si))
         b.append(np.asarray(bi))
@@ -658,13 +715,110 @@ def _run_sb(model, schedule, data, lam, l, dl, key, batch_size, bar):  # noqa: E
     return np.stack(s), np.stack(b)
 
 
-def _common(model, schedule, data, key, batch_size):
+def _common(model, schedule, data, key, batch_size, name: str = "data"):
     _checks.check_schedule(schedule)
     _check_model(model, schedule)
-    arr = _check_data(data)
+    arr = _check_data(data, name)
     _check_key(key)
     bs = 64 if batch_size is None else _checks.check_int("batch_size", batch_size, 1)
     return arr, min(bs, arr.shape[0])
+
+
+# --------------------------------------------------------------------------- along the ODE
+
+
+def _given(x, _idx):
+    return x
+
+
+@functools.partial(jax.jit, static_argnames=("schedule", "probes", "batch_size"))
+def _l_ode_jit(bound, X, u, key, *, schedule, probes, batch_size):
+    return _l_from(bound, schedule, X, _given, u, key, probes, batch_size)
+
+
+@functools.partial(jax.jit, static_argnames=("schedule", "batch_size"))
+def _sb_ode_jit(bound, X, u, li, dli, ridge, *, schedule, batch_size):
+    return _sb_from(bound, schedule, X, _given, u, li, dli, batch_size, ridge)
+
+
+def _ode_coefficients(schedule: Schedule, lam: np.ndarray) -> np.ndarray:
+    """(N, 6) float64: the DPM-Solver++(2M) step from grid point j to j + 1 (Lu et al.
+    2022b, Alg. 2; first order at j = 0), as ``alpha_j, sigma_j, sigma_{j+1} / sigma_j,
+    1 + 1 / (2 r), -1 / (2 r), alpha_{j+1} expm1(-h_j)`` with ``h_j = lambda_{j+1} -
+    lambda_j`` and ``r = h_{j-1} / h_j``."""
+    with np.errstate(all="ignore"):
+        t = np.asarray(schedule.inverse_lambda(lam), np.float64)
+        alpha = np.asarray(schedule.marginal_alpha(t), np.float64)
+        sigma = np.asarray(schedule.marginal_std(t), np.float64)
+    h = np.diff(lam)
+    co = np.zeros((h.shape[0], 6))
+    co[:, 0], co[:, 1], co[:, 2] = alpha[:-1], sigma[:-1], sigma[1:] / sigma[:-1]
+    co[:, 5] = alpha[1:] * np.expm1(-h)
+    co[0, 3] = 1.0
+    r = h[:-1] / h[1:]
+    co[1:, 3], co[1:, 4] = 1.0 + 0.5 / r, -0.5 / r
+    return co
+
+
+@jax.jit
+def _advance(X, eps, prev, co):
+    """``(x_{j+1}, x0_j)``: one step of :func:`_ode_coefficients`'s row ``co`` from the
+    states ``X`` at point j with the model's output ``eps`` there (``prev``: the data
+    prediction at point j - 1)."""
+    x0 = (X - co[1] * eps) / co[0]
+    return co[2] * X - co[5] * (co[3] * x0 + co[4] * prev), x0
+
+
+def _along_ode(point, schedule, x_T, lam, bar):
+    """Runs ``point(X, j) -> (stats, eps)`` at every grid point j, with X the states of
+    the model's ODE from x_T at lambda_0, advanced by :func:`_advance` with those eps
+    (no extra model call); returns the stats of every point."""
+    co = jnp.asarray(_ode_coefficients(schedule, lam), x_T.dtype)
+    X, prev = x_T, jnp.zeros_like(x_T)
+    out = []
+    for j in range(lam.shape[0]):
+        stats, eps = point(X, j)
+        out.append(jax.tree_util.tree_map(np.asarray, stats))
+        if j + 1 < lam.shape[0]:
+            X, prev = _advance(X, eps, prev, co[j])
+        bar.update()
+    return out
+
+
+def _run_l_ode(model, schedule, x_T, lam, key, probes, batch_size, bar) -> np.ndarray:
+    fn = functools.partial(
+        _l_ode_jit,
+        _bound(model, x_T, batch_size),
+        schedule=schedule,
+        probes=probes,
+        batch_size=batch_size,
+    )
+    dtype = x_T.dtype
+
+    def point(X, j):
+        return fn(X, jnp.asarray(lam[j], dtype), key)
+
+    return np.stack(_along_ode(point, schedule, x_T, lam, bar))
+
+
+def _run_sb_ode(model, schedule, x_T, lam, l, dl, batch_size, bar, ridge):  # noqa: E741
+    fn = functools.partial(
+        _sb_ode_jit, _bound(model, x_T, batch_size), schedule=schedule, batch_size=batch_size
+    )
+    dtype = x_T.dtype
+
+    def point(X, j):
+        s, b, eps = fn(
+            X,
+            jnp.asarray(lam[j], dtype),
+            jnp.asarray(l[j], dtype),
+            jnp.asarray(dl[j], dtype),
+            jnp.asarray(ridge, dtype),
+        )
+        return (s, b), eps
+
+    sb = _along_ode(point, schedule, x_T, lam, bar)
+    return np.stack([v[0] for v in sb]), np.stack([v[1] for v in sb])
 
 
 def estimate_l(
@@ -704,12 +858,15 @@ def estimate_sb(
     key,
     batch_size: int | None = None,
     progress: bool = False,
+    ridge: float = 1e-4,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(s, b)`` at each point of ``lambdas`` (:func:`sb_point` per point), given l and
     ``dl/dlambda`` there ((N + 1, *shape) each, e.g. from :func:`smooth_l`).
 
-    Returns two (N + 1, *shape) NumPy arrays in the dtype of ``data``.
+    Returns two (N + 1, *shape) NumPy arrays in the dtype of ``data``; ``ridge`` as in
+    :func:`sb_point`.
     """
+    r = _check_ridge(ridge)
     arr, bs = _common(model, schedule, data, key, batch_size)
     lam = _check_grid(lambdas, schedule)
     want = (lam.shape[0],) + tuple(arr.shape[1:])
@@ -720,7 +877,7 @@ def estimate_sb(
             )
     bar = _Bar(progress, lam.shape[0], "EMS s, b")
     try:
-        return _run_sb(model, schedule, arr, lam, np.asarray(l), np.asarray(dl), key, bs, bar)
+        return _run_sb(model, schedule, arr, lam, np.asarray(l), np.asarray(dl), key, bs, bar, r)
     finally:
         bar.close()
 
@@ -728,8 +885,9 @@ def estimate_sb(
 def estimate_ems(
     model: Callable,
     schedule: Schedule,
-    data,
+    data=None,
     *,
+    x_T=None,
     key,
     n_points: int = 1200,
     probes: int = 1,
@@ -737,6 +895,7 @@ def estimate_ems(
     lambda_min: float | None = None,
     lambda_max: float | None = None,
     smooth: int = 0,
+    ridge: float = 1e-4,
     progress: bool = False,
 ) -> EMS:
     """Estimates the empirical model statistics l, s, b of a noise predictor.
@@ -746,6 +905,18 @@ def estimate_ems(
     l by Hutchinson (:func:`l_point`); then l smoothed and differentiated in lambda
     (:func:`smooth_l`); pass 2, s and b by per-dimension least squares of f' on f
     (:func:`sb_point`). The formulas are in the module's docstring.
+
+    Where the statistics are measured: with ``data``, at ``x_lambda = alpha x_0 + sigma
+    z`` (the forward process from data, the paper's choice); with ``x_T``, at the states
+    of the model's own ODE started from the noise ``x_T`` at the grid's first point,
+    integrated across the grid with DPM-Solver++(2M) from the model outputs the
+    estimator evaluates anyway (no extra model call; both passes follow the same
+    trajectories). For an unconditional model the two agree in distribution when the
+    model is exact (its probability-flow ODE keeps the marginals). A guided model's
+    ODE does not: classifier-free guidance at scale 7.5 on the digits' ideal denoiser
+    (``benchmarks/v3_quality.py``) took v3 from 15-90 times the error of UniPC with
+    statistics at noised data (even the teacher's own samples) to below UniPC's with
+    statistics along the ODE. Measure a guided model along its ODE.
 
     Cost per grid point: ``K * probes`` jvps (pass 1), then K evaluations and K jvps
     (pass 2), with K = ``len(data)``; a jvp costs about two to three evaluations.
@@ -757,7 +928,10 @@ def estimate_ems(
         (``jax.jvp``): a network called with integer times is not.
       schedule: the model's noise schedule.
       data: (K, *shape) samples x_0 (K >= 2) of the data, or of a teacher; the statistics
-        come in their dtype.
+        come in their dtype. Give ``data`` or ``x_T``, not both.
+      x_T: (K, *shape) starting noise of the model's ODE at the grid's first point
+        ``t(lambda_min)`` (e.g. standard normal for a VP model at t = T: what you would
+        pass to a sampler), K >= 2; the statistics come in its dtype.
       key: a jax PRNG key (noises and probes).
       n_points: N >= 1, the number of intervals of the grid (the official files'
         ``statistics_steps``: 1200 for CIFAR-10 there, 250 for Stable Diffusion).
@@ -770,6 +944,9 @@ def estimate_ems(
         O(h^2) in the grid step h; a quadratic window adds a larger O(h^2) bias (on a
         Gaussian test problem, N = 80 over 5 units of lambda, s was 2.5 times further
         from the exact values with ``smooth=2``). Smooth when l is noisy along the grid.
+      ridge: the relative ridge of the regression of f' on f (:func:`sb_point`): s is
+        shrunk towards 0 in the dimensions where f varies less than ``ridge`` times its
+        average variance. >= 0.
       progress: show a tqdm bar over the grid's points (needs tqdm).
 
     Returns:
@@ -778,9 +955,19 @@ def estimate_ems(
     Raises:
       TypeError, ValueError: a bad argument (named in the message), before any tracing.
     """
-    arr, bs = _common(model, schedule, data, key, batch_size)
+    if (data is None) == (x_T is None):
+        raise ValueError(
+            "estimate_ems(): give `data` (samples x_0, noised by the forward process) or "
+            "`x_T` (noise at the grid's first point: the statistics along the model's ODE), "
+            f"not {'both' if data is not None else 'neither'}."
+        )
+    along = x_T is not None
+    arr, bs = _common(
+        model, schedule, x_T if along else data, key, batch_size, "x_T" if along else "data"
+    )
     p = _checks.check_int("probes", probes, 1)
     w = _checks.check_int("smooth", smooth, 0)
+    r = _check_ridge(ridge)
     lam = ems_lambdas(schedule, n_points, lambda_min, lambda_max)
     if 2 * w + 1 > lam.shape[0]:
         raise ValueError(
@@ -789,16 +976,24 @@ def estimate_ems(
         )
     bar = _Bar(progress, 2 * lam.shape[0], "EMS")
     try:
-        l_raw = _run_l(model, schedule, arr, lam, key, p, bs, bar)
+        if along:
+            l_raw = _run_l_ode(model, schedule, arr, lam, key, p, bs, bar)
+        else:
+            l_raw = _run_l(model, schedule, arr, lam, key, p, bs, bar)
         l_s, dl = smooth_l(lam, l_raw, w)
         l_s, dl = l_s.astype(arr.dtype), dl.astype(arr.dtype)
-        s, b = _run_sb(model, schedule, arr, lam, l_s, dl, key, bs, bar)
+        if along:
+            s, b = _run_sb_ode(model, schedule, arr, lam, l_s, dl, bs, bar, r)
+        else:
+            s, b = _run_sb(model, schedule, arr, lam, l_s, dl, key, bs, bar, r)
     finally:
         bar.close()
     meta = _meta(schedule, "estimate_ems", N=lam.shape[0] - 1, K=int(arr.shape[0]))
     meta.update(
         probes=p,
         smooth=w,
+        ridge=r,
+        states="ode" if along else "data",
         batch_size=bs,
         guidance_scale=_guidance_scale(model),
         dtype=str(arr.dtype),
