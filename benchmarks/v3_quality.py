@@ -15,24 +15,25 @@ over samples of the per-sample RMS error.
 Noise: VALIDATION = 128 x_T (NumPy seed 31), on which every choice is made (the grid, the
 v3 options, the EMS setting, the best built-in solver), and HELD_OUT = 256 other x_T
 (seed 32), on which every figure is reported. The EMS noise is jax's (key 33), the K-point
-subsets of the data NumPy seed 34, the teacher's x_T seed 35.
+subsets of the data NumPy seed 34, the teacher's x_T seed 35, the x_T of the statistics
+along the ODE seed 36.
 
-1. EMS, as the paper does: ``estimate_ems(model, schedule, x_0, N, probes)`` with the
-   digits themselves as x_0 (the ideal denoiser's own data: all 1,797, or K of them; for
-   the guided model 174 per class, point j of digit j % 10 so that each batch of 100
-   matches the guided model's labels) or a teacher's samples (the model's own: 200 steps
-   of DPM-Solver++(3M), as the paper does for guided models), for a few (N, K, probes).
-   The cost: per grid point K * probes jvps (l), then K evaluations and K jvps (s, b);
-   ``(N + 1) K`` evaluations and ``(N + 1) K (probes + 1)`` jvps of one sample each (a
-   jvp costs about two to three evaluations), the teacher's ``200 K`` calls, and the wall
-   time on this machine. On the pixels that are the same in all of the model's data (3 of
-   64: a corner and two side pixels) or in all K points, the ideal denoiser's ``f`` is
-   constant, so ``s`` is 0/0 and the estimator returns the ratio of two rounding errors
-   (up to 1e5 on a 256-point subset, which overflows ``e^S``); the script sets ``s = b =
-   0`` there (the exact values: ``f' = 0``), says how many pixels that was, and prints
-   v3's error with the raw statistics too. For each setting, v3's best validated
-   configuration at NFE 5 and 6 (on HELD_OUT); the cheapest setting within 5 % of the
-   lowest validation error (geometric mean over NFE 5 and 6) makes the main table.
+1. EMS: ``estimate_ems(model, schedule, x_0, N, probes)`` at the forward-noised points
+   ``alpha x_0 + sigma z``, as the paper does, with the digits themselves as x_0 (the
+   ideal denoiser's own data: all 1,797, or K of them; for the guided model 174 per
+   class, point j of digit j % 10 so that each batch of 100 matches the guided model's
+   labels) or a teacher's samples (the model's own: 200 steps of DPM-Solver++(3M), as the
+   paper does for guided models); and ``estimate_ems(model, schedule, x_T=...)`` ("ode"):
+   at the states of the model's own ODE from K fresh noises (sample j asks for digit
+   j % 10 in the guided case). For a few (N, K, probes). The cost: per grid point K *
+   probes jvps (l), then K evaluations and K jvps (s, b); ``(N + 1) K`` evaluations and
+   ``(N + 1) K (probes + 1)`` jvps of one sample each (a jvp costs about two to three
+   evaluations), the teacher's ``200 K`` calls, and the wall time on this machine. "const.
+   pixels": the pixels where the estimator set s = 0 at every grid point (f is constant
+   there, whatever x: the pixels that are the same in all of the model's data, 3 of 64).
+   For each setting, v3's best validated configuration at NFE 5 and 6 (on HELD_OUT); the
+   cheapest setting within 5 % of the lowest validation error (geometric mean over NFE 5
+   and 6) makes the main table.
 2. The main table, NFE 4, 5, 6, 8, 10: v3 (orders 2 and 3; grid in logSNR, time_uniform,
    time_quadratic, karras; ``p_pseudo`` on/off; the corrector off, official
    (``c_pseudo=True``) or ``c_pseudo=False``; each chosen on VALIDATION per NFE and
@@ -72,7 +73,7 @@ import dpm_jax
 from dpm_jax import schedules
 from dpm_jax.testing import problems
 from dpm_jax.testing.exact import exact_ode_solution
-from dpm_jax.v3 import EMS, estimate_ems, sample_v3
+from dpm_jax.v3 import estimate_ems, sample_v3
 
 NFES = (4, 5, 6, 8, 10)
 TRADE_NFES = (5, 6)
@@ -104,8 +105,10 @@ EMS_SETTINGS = (
     (200, 1797, 4, "data"),
     (400, 1797, 1, "data"),
     (200, 1797, 1, "teacher"),
+    (100, 1797, 1, "ode"),
+    (200, 1797, 1, "ode"),
 )
-EMS_SETTINGS_QUICK = ((50, 256, 1, "data"), (100, 1797, 1, "data"))
+EMS_SETTINGS_QUICK = ((50, 256, 1, "data"), (100, 1797, 1, "data"), (100, 1000, 1, "ode"))
 #: guided: K = 1740 is 174 points of each class (the smallest class has 174); the teacher's
 #: 1,700 samples ask for digit j % 10 (sample j)
 GUIDED_SETTINGS = (
@@ -113,10 +116,13 @@ GUIDED_SETTINGS = (
     (200, 1740, 1, "data"),
     (100, 1700, 1, "teacher"),
     (200, 1700, 1, "teacher"),
+    (100, 1700, 1, "ode"),
+    (200, 1700, 1, "ode"),
 )
-GUIDED_SETTINGS_QUICK = ((100, 1740, 1, "data"), (100, 1700, 1, "teacher"))
+GUIDED_SETTINGS_QUICK = ((100, 1740, 1, "data"), (100, 1700, 1, "teacher"), (100, 1000, 1, "ode"))
 TEACHER_STEPS = 200
 SEED_TEACHER = 35
+SEED_ODE = 36
 GUIDANCE = 7.5
 BATCH = 256  # estimate_ems' batch_size
 GUIDED_BATCH = 100  # guided: 10 points of each class per batch
@@ -174,27 +180,24 @@ def teacher_points(model, sched, k: int, batch: int, dim: int) -> np.ndarray:
     return np.concatenate(out)
 
 
-def make_ems(model, sched, pts, model_data, n: int, probes: int, batch: int):
-    """estimate_ems on the points; returns the EMS with s = b = 0 on the pixels constant
-    over those points or over the model's data set (there the ideal denoiser's f is
-    constant, whatever x: s = 0/0), the raw one, the number of such pixels and the wall
+def make_ems(model, sched, pts, src: str, n: int, probes: int, batch: int):
+    """estimate_ems on the points (x_0, or with ``src == "ode"`` the x_T of the ODE);
+    returns the EMS, the number of pixels with s = 0 at every grid point and the wall
     time."""
     t0 = time.perf_counter()
-    raw = estimate_ems(
+    where = dict(x_T=jnp.asarray(pts)) if src == "ode" else dict(data=jnp.asarray(pts))
+    ems = estimate_ems(
         model,
         sched,
-        jnp.asarray(pts),
         key=jax.random.key(SEED_EMS),
         n_points=n,
         probes=probes,
         batch_size=batch,
+        **where,
     )
-    jax.block_until_ready(raw.b)
+    jax.block_until_ready(ems.b)
     wall = time.perf_counter() - t0
-    const = (np.ptp(pts, axis=0) == 0) | (np.ptp(model_data, axis=0) == 0)
-    s = np.where(const, 0.0, np.asarray(raw.s))
-    b = np.where(const, 0.0, np.asarray(raw.b))
-    return EMS(raw.lambdas, raw.l, s, b, raw.meta), raw, int(const.sum()), wall
+    return ems, int(np.all(np.asarray(ems.s) == 0.0, axis=0).sum()), wall
 
 
 def ems_calls(n: int, k: int, probes: int) -> tuple[int, int]:
@@ -344,9 +347,11 @@ def run_problem(key: str, n_val: int, n_test: int, settings, log) -> None:
                     f"{k * TEACHER_STEPS:,} model calls, {teachers[k][1]:.1f} s, {load()})"
                 )
             pts = teachers[k][0]
+        elif src == "ode":
+            pts = np.random.default_rng(SEED_ODE).normal(size=(k, dim))
         else:
             pts = ems_points(prob, k, guided)
-        ems, raw, n_const, wall = make_ems(m_ems, sched, pts, prob.data, n, p, batch)
+        ems, n_const, wall = make_ems(m_ems, sched, pts, src, n, p, batch)
         ld = load()
         ev, jv = ems_calls(n, k, p)
         row = f"| {n} | {k} | {p} | {src} | {n_const} | {ev:,} | {jv:,} | {wall:.1f} | {ld[5:]} |"
@@ -359,7 +364,6 @@ def run_problem(key: str, n_val: int, n_test: int, settings, log) -> None:
             row += f" {fmt(r[o][1])} | order {o}, {v3_label(r[o][2])} |"
         per_setting[n, k, p, src] = dict(
             ems=ems,
-            raw=raw,
             score=float(np.mean(score)),
             res=res,
             cost=ev + jv + (k * TEACHER_STEPS if src == "teacher" else 0),
@@ -373,18 +377,6 @@ def run_problem(key: str, n_val: int, n_test: int, settings, log) -> None:
         f"error (geometric mean over NFE 5, 6): N, K, probes, x_0 = {default}"
     )
     ems = per_setting[default]["ems"]
-    raw = per_setting[default]["raw"]
-    # the raw statistics (no zeroing of s, b on constant pixels), same configurations
-    msg = []
-    for nfe in TRADE_NFES:
-        r = per_setting[default]["res"][nfe]
-        o = min((o for o in (2, 3) if o in r), key=lambda o: r[o][0])
-        y = run_v3(m_test, sets[1][1], sched, raw, nfe, r[o][2])
-        msg.append(f"NFE {nfe} {fmt(median_rms(y, r_test)) if y is not None else 'refused'}")
-    log(
-        "the same configurations with the raw statistics (s, b as estimated on the constant "
-        "pixels too): " + ", ".join(msg)
-    )
 
     # ---- 2. built-in solvers on their best grid
     log("\n## Built-in solvers: HELD_OUT median RMS per grid (the VALIDATION choice in bold)\n")
@@ -467,6 +459,30 @@ def run_problem(key: str, n_val: int, n_test: int, settings, log) -> None:
             + " | ".join(cells)
             + f" | {bname} {fmt(b_test)} ({fmt(builtin[bname, nfe][0])}) | {ratios[nfe]:.2f} "
             f"(v3-{o}) | {lname} {fmt(l_test)} | {ratios_low[nfe]:.2f} |"
+        )
+
+    # ---- 4. times between the statistics' points: snap (official) or interpolate
+    log(
+        "\n## Times between the statistics' points: snap (as the official code) or interpolate"
+        f"\n\nv3 on the EMS {default} with its VALIDATION choice per NFE (the better order), "
+        "the model called at the nearest statistics point (snap) or at the grid's own time with "
+        "l, s, b linear in lambda between the points (interpolate); median RMS\n"
+    )
+    log(
+        "| NFE | config | snap, VALIDATION | interpolate, VALIDATION | snap, HELD_OUT | interpolate, HELD_OUT | interpolate / snap (HELD_OUT) |"
+    )
+    log("|---:|---|---:|---:|---:|---:|---:|")
+    for nfe in NFES:
+        r = v3[nfe]
+        o = min((o for o in (2, 3) if o in r), key=lambda o: r[o][0])
+        c = r[o][2]
+        ys = [run_v3(m, x, sched, ems, nfe, c, times="interpolate") for m, x, _ in sets]
+        ev_i, et_i = (
+            median_rms(y, ref) if y is not None else np.nan for y, ref in zip(ys, (r_val, r_test))
+        )
+        log(
+            f"| {nfe} | o{o}, {v3_label(c)} | {fmt(r[o][0])} | {fmt(ev_i)} | {fmt(r[o][1])} | "
+            f"{fmt(et_i)} | {et_i / r[o][1]:.2f} |"
         )
 
     log("\n## The goal: at NFE 5 and 6, v3 at most half the best built-in's error")

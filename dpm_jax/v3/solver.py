@@ -81,6 +81,8 @@ __all__ = ["V3_SKIP_TYPES", "sample_v3", "v3_plan", "V3Plan"]
 
 #: The sampling grids :func:`sample_v3` accepts.
 V3_SKIP_TYPES = ("logSNR", "time_uniform", "time_quadratic", "karras")
+#: Where the model is called when a time falls between the statistics' points.
+V3_TIMES = ("snap", "interpolate")
 
 _GL_U, _GL_W = np.polynomial.legendre.leggauss(12)
 _GL_U, _GL_W = 0.5 * (_GL_U + 1.0), 0.5 * _GL_W  # on [0, 1]
@@ -355,6 +357,25 @@ def _digest(ems: EMS) -> str:
     return h.hexdigest()
 
 
+def _merge_grid(lam_ems: np.ndarray, lam_grid: np.ndarray):
+    """The statistics' grid with the sampling grid's lambdas inserted (those within 1e-12
+    of a point taken as that point), and the sampling points' indexes in it."""
+    near = np.abs(lam_grid[:, None] - lam_ems[None, :]).min(axis=1) <= 1e-12
+    lam = np.union1d(lam_ems, lam_grid[~near])
+    idx = np.abs(lam_grid[:, None] - lam[None, :]).argmin(axis=1)
+    return lam, idx
+
+
+def _interp(lam_ems: np.ndarray, v: np.ndarray, lam: np.ndarray) -> np.ndarray:
+    """v (N + 1, D) on lam_ems, linearly interpolated to lam (held constant outside)."""
+    j = np.clip(np.searchsorted(lam_ems, lam) - 1, 0, lam_ems.shape[0] - 2)
+    w = np.clip((lam - lam_ems[j]) / (lam_ems[j + 1] - lam_ems[j]), 0.0, 1.0)[:, None]
+    out = (1.0 - w) * v[j] + w * v[j + 1]
+    on = np.isin(lam, lam_ems)
+    out[on] = v[np.searchsorted(lam_ems, lam[on])]  # the statistics' own points: exactly
+    return out
+
+
 def _check_ems(ems, schedule: Schedule, shape: tuple | None) -> None:
     if not isinstance(ems, EMS):
         raise TypeError(f"`ems` must be a dpm_jax.v3.EMS, got {type(ems).__name__}.")
@@ -394,6 +415,7 @@ def v3_plan(
     p_pseudo: bool = False,
     c_pseudo: bool = True,
     degenerated: bool = False,
+    times: str = "snap",
     shape: tuple | None = None,
 ) -> V3Plan:
     """The host-side plan of :func:`sample_v3` (arguments as there; ``shape``: the
@@ -407,6 +429,7 @@ def v3_plan(
     if steps < order:
         raise ValueError(f"`steps` must be >= `order` ({order}), got steps={steps}.")
     _checks.check_choice("skip_type", skip_type, V3_SKIP_TYPES)
+    _checks.check_choice("times", times, V3_TIMES)
     flags = {}
     for name, v in (
         ("use_corrector", use_corrector),
@@ -434,7 +457,10 @@ def v3_plan(
             "Sample inside the statistics' span (t_start / t_end) or estimate them on a wider "
             "grid (estimate_ems(..., lambda_min=, lambda_max=))."
         )
-    idx = np.abs(lam_grid[:, None] - lam_ems[None, :]).argmin(axis=1)
+    if times == "interpolate":
+        lam_ems, idx = _merge_grid(lam_ems, lam_grid)
+    else:
+        idx = np.abs(lam_grid[:, None] - lam_ems[None, :]).argmin(axis=1)
     if not np.all(np.diff(idx) > 0):
         raise ValueError(
             f"`steps` = {steps} is too many for the statistics' grid (N = {ems.N}): two times "
@@ -454,6 +480,7 @@ def v3_plan(
     key = (
         schedule,
         _digest(ems),
+        times,
         flags["degenerated"],
         tuple(int(i) for i in idx),
         tuple(sorted(t_at.items())),
@@ -464,14 +491,15 @@ def v3_plan(
         if plan is not None:
             _PLANS.move_to_end(key)
             return plan
-    n1 = lam_ems.shape[0]
-    flat = (n1, -1)
+    flat = (ems.lambdas.shape[0], -1)
     if flags["degenerated"]:
-        l = np.ones(flat[:1] + (int(np.prod(ems.shape)),))  # noqa: E741
+        l = np.ones((lam_ems.shape[0], int(np.prod(ems.shape))))  # noqa: E741
         s = np.zeros_like(l)
         b = np.zeros_like(l)
     else:
         l, s, b = (np.asarray(getattr(ems, k), np.float64).reshape(flat) for k in "lsb")  # noqa: E741
+        if times == "interpolate":
+            l, s, b = (_interp(ems.lambdas, v, lam_ems) for v in (l, s, b))  # noqa: E741
     plan = _build_plan(schedule, lam_ems, l, s, b, ems.shape, idx, t_at, opts)
     with _PLANS_LOCK:
         _PLANS[key] = plan
@@ -525,6 +553,7 @@ def sample_v3(
     p_pseudo: bool = False,
     c_pseudo: bool = True,
     degenerated: bool = False,
+    times: str = "snap",
 ):
     r"""Samples with DPM-Solver-v3 from ``x_T`` at ``t_start`` down to ``t_end``.
 
@@ -565,6 +594,10 @@ def sample_v3(
         (official default True); False: the predictor's order, polynomial derivatives.
       degenerated: use ``l = 1, s = b = 0`` on the statistics' grid (DPM-Solver++),
         as the official ``degenerated`` option.
+      times: where the model is called when a time of the grid falls between two points
+        of the statistics' grid: "snap" (default, as the official code: at the nearest
+        point) or "interpolate" (at the grid's own time, with l, s, b linear in lambda
+        between the statistics' points). Measured in ``benchmarks/v3_quality.py``.
 
     Returns:
       The sample at ``t_end``, in the dtype and shape of ``x_T``.
@@ -590,6 +623,7 @@ def sample_v3(
         p_pseudo=p_pseudo,
         c_pseudo=c_pseudo,
         degenerated=degenerated,
+        times=times,
         shape=shape,
     )
     x_T = jnp.asarray(x_T)

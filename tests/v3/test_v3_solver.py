@@ -278,3 +278,54 @@ def test_grid_outside_the_statistics_is_refused():
     t0, t1 = (float(SCH.inverse_lambda(np.float64(u))) for u in (-2.0, 3.0))
     out = sample_v3(gauss_eps, noise(2, 0), SCH, ems, steps=5, t_start=t0, t_end=t1)
     assert out.shape == (2, D)
+
+
+# --------------------------------------------------------------------------- interpolation
+
+
+@pytest.mark.parametrize("skip_type", ["time_uniform", "time_quadratic"])
+@pytest.mark.parametrize("order", [2, 3])
+def test_interpolated_degenerated_v3_is_dpm_solver_pp_on_the_unsnapped_grid(skip_type, order):
+    """``times="interpolate"`` calls the model at the grid's own times: with l = 1,
+    s = b = 0 on a coarse grid that holds none of them (linear interpolation of constants
+    is exact) it is DPM-Solver++ multistep on that grid; ``"snap"`` is not."""
+    steps = 7
+    lam = ems_lambdas(SCH, 40)
+    ones = np.ones((41, D))
+    ems = EMS(lam, ones, 0 * ones, 0 * ones)
+    x_T = noise(8, 12)
+    kw = dict(steps=steps, order=order, skip_type=skip_type, use_corrector=False)
+    got = sample_v3(gauss_eps, x_T, SCH, ems, times="interpolate", **kw)
+    snapped = sample_v3(gauss_eps, x_T, SCH, ems, **kw)
+    extra = dict(multistep3_variant="third_order") if order == 3 else {}
+    want = dpm_jax.sample(gauss_eps, x_T, SCH, method="multistep", algorithm_type="dpmsolver++",
+                          order=order, steps=steps, skip_type=skip_type, solver_type="taylor",
+                          **extra)  # fmt: skip
+    assert float(jnp.max(jnp.abs(got - want))) <= 1e-12
+    assert float(jnp.max(jnp.abs(snapped - want))) > 1e-4
+    plan = v3_plan(SCH, ems, times="interpolate", **kw)
+    t = np.asarray(time_grid(SCH, skip_type, SCH.T, SCH.t_eps, steps))
+    np.testing.assert_allclose(plan.t, t, rtol=1e-12)
+
+
+def test_interpolation_is_linear_between_the_statistics_points():
+    """On random statistics: v3 interpolating from a grid equals v3 snapping on that grid
+    refined with the linearly interpolated values at the sampling grid's lambdas."""
+    steps = 6
+    lam = ems_lambdas(SCH, 30)
+    rng = np.random.default_rng(4)
+    l, s, b = (1.0 + 0.1 * rng.normal(size=(31, D)), 0.2 * rng.normal(size=(31, D)),  # noqa: E741
+               0.05 * rng.normal(size=(31, D)))  # fmt: skip
+    ems = EMS(lam, l, s, b)
+    t = time_grid(SCH, "time_uniform", SCH.T, SCH.t_eps, steps)
+    lam_g = np.asarray(SCH.marginal_lambda(t), np.float64)
+    fine = np.union1d(lam, lam_g)
+    refined = EMS(fine, *(np.stack([np.interp(fine, lam, v[:, d]) for d in range(D)], 1)
+                          for v in (l, s, b)))  # fmt: skip
+    x_T = noise(4, 6)
+    kw = dict(steps=steps, order=2, skip_type="time_uniform")
+    got = sample_v3(gauss_eps, x_T, SCH, ems, times="interpolate", **kw)
+    want = sample_v3(gauss_eps, x_T, SCH, refined, **kw)
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="`times`"):
+        sample_v3(never, x_T, SCH, ems, times="nearest", **kw)
