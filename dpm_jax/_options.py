@@ -734,6 +734,13 @@ def collect(values: dict) -> SolverOptions:
         return SolverOptions(**kw)
     from dpm_jax import grids, solvers
 
+    if isinstance(solver, solvers.DPMSolverV3):
+        raise ValueError(
+            "`solver`: DPMSolverV3 runs through dpm_jax.sample only (with "
+            "dpm_jax.v3.sample_v3: its coefficients are per-dimension arrays of the "
+            "statistics, not a plan of the registry); inverse, build_plan and stepper take "
+            "the other solvers (the v3 host plan is dpm_jax.v3.v3_plan)."
+        )
     if solver is not None and not isinstance(solver, solvers.Solver):
         raise TypeError(
             f"`solver` must be a dpm_jax.solvers object (Multistep(...), UniPC(...), ...), got "

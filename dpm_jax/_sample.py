@@ -18,6 +18,7 @@ from dpm_jax._options import SolverOptions, collect
 from dpm_jax.plan.build import cached_plan
 from dpm_jax.plan.solvers import registry
 from dpm_jax.schedules import Schedule
+from dpm_jax.solvers import DPMSolverV3
 
 __all__ = ["sample", "inverse"]
 
@@ -114,7 +115,11 @@ def sample(
         exactly the options it reads, instead of the reference's keywords below (the
         solver's and grid's keywords, from ``steps`` to ``max_step_growth``, are then an
         error; the execution options stay keywords). Default ``Multistep()`` and
-        ``TimeUniform(20)``.
+        ``TimeUniform(20)``. ``solver=DPMSolverV3(ems, ...)`` (DPM-Solver-v3, Zheng et
+        al. 2023) runs :func:`dpm_jax.v3.sample_v3` instead of a plan: ``grid`` is
+        ``LogSNR`` (default ``LogSNR(20)``), ``TimeUniform``, ``TimeQuadratic`` or
+        ``Karras`` (rho = 7), giving ``skip_type``, ``steps``, ``t_start`` and ``t_end``,
+        and every other option below must be at its default (a ValueError names it).
       steps: the number of steps (20 by default): model calls for "multistep",
         "unipc" and "singlestep"; "singlestep_fixed" uses ``(steps // order) *
         order``. Ignored by "adaptive". With ``timesteps`` / ``sigmas`` it is
@@ -258,7 +263,8 @@ def sample(
         sharded or compiled.
 
     Returns:
-      x0 (a jax array of x_T's shape and dtype), or ``(x0, SampleInfo)``.
+      x0 (a jax array of x_T's shape and dtype), or ``(x0, SampleInfo)`` with
+      ``return_info=True`` (not with ``DPMSolverV3``, which returns x0 only).
 
     Raises:
       ValueError, TypeError: before anything is traced, naming the option and
@@ -284,6 +290,10 @@ def sample(
     ...        return_info=True)[1].nfe
     4
     """
+    if isinstance(solver, DPMSolverV3):  # its own sampler, not a plan of the registry
+        from dpm_jax.v3 import _object
+
+        return _object.run(locals())
     return _solve("down", model, x_T, noise_schedule, collect(locals()), key, _batch_axis)
 
 
