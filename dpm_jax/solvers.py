@@ -321,6 +321,9 @@ class DPMSolverV3:
       p_pseudo: the predictor's pseudo-order (divided-difference) derivatives.
       c_pseudo: the corrector one order higher, with divided differences.
       degenerated: ``l = 1, s = b = 0`` instead of the statistics (DPM-Solver++).
+      times: "snap" (the model at the statistics' point nearest each grid time, as the
+        official code) or "interpolate" (at the grid's own times, the statistics linear
+        in lambda between their points).
 
     Equality and hash: by content. Two objects are equal when their options are and their
     statistics have the same sha256 digest (grid, ``l``, ``s``, ``b`` with dtype and
@@ -340,7 +343,7 @@ class DPMSolverV3:
     >>> repr(s).startswith("DPMSolverV3(ems=EMS(N=8, shape=(4,), lambdas=[-3, 5], sha256=")
     True
     >>> repr(s).endswith("order=3, use_corrector=True, lower_order_final=True, half=False, "
-    ...                  "p_pseudo=False, c_pseudo=True, degenerated=False)")
+    ...                  "p_pseudo=False, c_pseudo=True, degenerated=False, times='snap')")
     True
     """
 
@@ -352,6 +355,7 @@ class DPMSolverV3:
     p_pseudo: bool = False
     c_pseudo: bool = True
     degenerated: bool = False
+    times: str = "snap"
     _ems_digest: str = dataclasses.field(init=False, default="", compare=True)
 
     _FLAGS: ClassVar[tuple[str, ...]] = (
@@ -393,6 +397,12 @@ class DPMSolverV3:
             except TypeError as err:
                 raise TypeError(f"{name}: {err}") from None
             object.__setattr__(self, flag, value)
+        from dpm_jax.v3.solver import V3_TIMES
+
+        try:
+            _checks.check_choice("times", self.times, V3_TIMES)
+        except (TypeError, ValueError) as err:
+            raise type(err)(f"{name}: {err}") from None
         for part in ("l", "s", "b"):
             if not np.all(np.isfinite(np.asarray(getattr(self.ems, part)))):
                 raise ValueError(f"{name}: `ems.{part}` must be finite.")

@@ -51,7 +51,8 @@ _WHY = {
     "key": "it is deterministic (an ODE solver)",
     "timesteps": "its grid is one of the spacing objects",
     "sigmas": "its grid is one of the spacing objects",
-    "model_timesteps": "it calls the model at the grid's times snapped to the statistics' grid",
+    "model_timesteps": "it calls the model at the grid's times (or the nearest statistics "
+    "point: DPMSolverV3(times=...))",
     "denoise_to_zero": "it ends at the grid's t_end",
     "_batch_axis": "it has no sharded form (dpm_jax.sharding)",
 }

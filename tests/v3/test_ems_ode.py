@@ -20,7 +20,7 @@ from gaussian_oracle import EIG, MU, SCH, SIGMA, D, Q, gauss_eps, oracle
 
 from dpm_jax import schedules
 from dpm_jax.v3 import ems as ems_mod
-from dpm_jax.v3 import ems_lambdas, estimate_ems, sb_point, smooth_l
+from dpm_jax.v3 import ems_lambdas, estimate_ems, sb_point
 
 
 def alpha_sigma(lam):

@@ -65,7 +65,7 @@ GRIDS = [
 GRID_IDS = ["logSNR", "time_uniform", "time_quadratic", "karras", "logSNR_span"]
 OPTIONS = [
     dict(),
-    dict(order=3, p_pseudo=True, c_pseudo=False, lower_order_final=False),
+    dict(order=3, p_pseudo=True, c_pseudo=False, lower_order_final=False, times="interpolate"),
     dict(order=1, use_corrector=False, half=True, degenerated=True),
 ]
 
@@ -246,6 +246,7 @@ def test_inverse_build_plan_and_stepper_refuse_it(ems):
         (dict(p_pseudo=0), TypeError, "`p_pseudo`"),
         (dict(c_pseudo="True"), TypeError, "`c_pseudo`"),
         (dict(degenerated=1.0), TypeError, "`degenerated`"),
+        (dict(times="nearest"), ValueError, "`times` must be one of 'snap', 'interpolate'"),
     ],
 )
 def test_bad_fields_are_refused_when_made(ems, change, exc, words):
@@ -299,7 +300,7 @@ def test_repr_summarises_the_statistics(ems):
     assert "sha256=" in r and "array" not in r and "meta" not in r and len(r) < 300
     assert r.endswith(
         "order=3, use_corrector=True, lower_order_final=True, half=True, p_pseudo=False, "
-        "c_pseudo=True, degenerated=False)"
+        "c_pseudo=True, degenerated=False, times='snap')"
     )
 
 
