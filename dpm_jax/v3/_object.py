@@ -15,6 +15,8 @@ import functools
 import inspect
 from typing import Any
 
+import numpy as np
+
 from dpm_jax import _checks, grids
 from dpm_jax._model import WrappedModel, model_wrapper
 from dpm_jax._options import _same
@@ -49,7 +51,7 @@ _WHY = {
     "return_info": "it returns the sample only, with NFE = the grid's steps",
     "return_intermediate": "it returns the sample only",
     "key": "it is deterministic (an ODE solver)",
-    "timesteps": "its grid is one of the spacing objects",
+    "timesteps": "pass the times as grid=dpm_jax.grids.Timesteps(...)",
     "sigmas": "its grid is one of the spacing objects",
     "model_timesteps": "it calls the model at the grid's times (or the nearest statistics "
     "point: DPMSolverV3(times=...))",
@@ -92,12 +94,21 @@ def _grid_options(grid) -> dict[str, Any]:
     None, v3's default spacing)."""
     if grid is None:
         grid = grids.LogSNR(20)
+    if isinstance(grid, grids.Timesteps):
+        if grid.model_timesteps is not None:
+            raise ValueError(
+                "`grid`: DPMSolverV3 calls the model at the grid's own times; a Timesteps grid "
+                "with `model_timesteps` (a decoupled fit) does not apply. Pass "
+                "Timesteps(grid.values) or fit without model times (decouple=False)."
+            )
+        values = np.asarray(grid)
+        return dict(timesteps=values, steps=max(len(values) - 1, 1))
     if not isinstance(grid, grids.Grid):
         raise TypeError(
             f"`grid` must be a dpm_jax.grids object (LogSNR(...), TimeUniform(...), ...), got "
             f"{type(grid).__name__}."
         )
-    allowed = ", ".join(cls.__name__ for cls in GRIDS)
+    allowed = ", ".join(cls.__name__ for cls in GRIDS) + ", Timesteps"
     skip_type = GRIDS.get(type(grid))
     if skip_type is None:
         raise ValueError(

@@ -266,6 +266,36 @@ def _grid(schedule: Schedule, skip_type: str, t0: float, t1: float, steps: int):
         return t, np.asarray(schedule.marginal_lambda(t), np.float64)
 
 
+def _explicit_grid(schedule: Schedule, timesteps, steps: int):
+    """An explicit grid of ``steps + 1`` times, first to last (decreasing), and its lambdas."""
+    if _boundary.is_traced(timesteps):
+        raise TypeError(
+            "`timesteps` must be concrete (the v3 plan is made on the host), got a traced value."
+        )
+    try:
+        t = np.array(timesteps, np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"`timesteps` must be a 1-D array of times, got {type(timesteps).__name__}."
+        ) from None
+    if t.ndim != 1 or t.shape[0] != steps + 1:
+        raise ValueError(
+            f"`timesteps` must hold steps + 1 = {steps + 1} times (first to last), got shape "
+            f"{t.shape}."
+        )
+    if getattr(timesteps, "model_timesteps", None) is not None:
+        raise ValueError(
+            "`timesteps` has model times (a decoupled fit): v3 calls the model at the grid's "
+            "own times; pass the times alone (np.asarray(grid))."
+        )
+    _checks.check_times(schedule, float(t[0]), float(t[-1]), "down")
+    if not np.all(np.isfinite(t)) or not np.all(np.diff(t) < 0):
+        raise ValueError("`timesteps` must be finite and strictly decreasing (t_start first).")
+    with np.errstate(all="ignore"):
+        lam = np.asarray(schedule.marginal_lambda(t), np.float64)
+    return t, lam
+
+
 def _orders(
     steps: int, order: int, lower_order_final: bool, use_corrector: bool, c_pseudo, t, half
 ):
@@ -408,7 +438,8 @@ def v3_plan(
     order: int = 2,
     t_start: float | None = None,
     t_end: float | None = None,
-    skip_type: str = "logSNR",
+    skip_type: str | None = None,
+    timesteps: Any = None,
     use_corrector: bool = True,
     lower_order_final: bool = True,
     half: bool = False,
@@ -428,7 +459,16 @@ def v3_plan(
         raise ValueError(f"`order` must be one of 1, 2, 3; got {order!r}.")
     if steps < order:
         raise ValueError(f"`steps` must be >= `order` ({order}), got steps={steps}.")
-    _checks.check_choice("skip_type", skip_type, V3_SKIP_TYPES)
+    if timesteps is None:
+        skip_type = "logSNR" if skip_type is None else skip_type
+        _checks.check_choice("skip_type", skip_type, V3_SKIP_TYPES)
+    else:
+        for name, v in (("skip_type", skip_type), ("t_start", t_start), ("t_end", t_end)):
+            if v is not None:
+                raise ValueError(
+                    f"`{name}` and `timesteps` are two ways to give the grid: pass one of them "
+                    f"(`timesteps` alone sets the times from first to last), got {name}={v!r}."
+                )
     _checks.check_choice("times", times, V3_TIMES)
     flags = {}
     for name, v in (
@@ -440,8 +480,12 @@ def v3_plan(
         ("degenerated", degenerated),
     ):
         flags[name] = _checks.check_bool(name, v)
-    t0, t1 = _checks.check_times(schedule, t_start, t_end, "down")
-    t_grid, lam_grid = _grid(schedule, skip_type, t0, t1, steps)
+    if timesteps is None:
+        t0, t1 = _checks.check_times(schedule, t_start, t_end, "down")
+        t_grid, lam_grid = _grid(schedule, skip_type, t0, t1, steps)
+    else:
+        t_grid, lam_grid = _explicit_grid(schedule, timesteps, steps)
+        t0, t1 = float(t_grid[0]), float(t_grid[-1])
     if not np.all(np.isfinite(lam_grid)):
         raise ValueError(
             f"the half log-SNR is not finite on the grid from t_start={t0} to t_end={t1} "
@@ -546,7 +590,8 @@ def sample_v3(
     order: int = 2,
     t_start: float | None = None,
     t_end: float | None = None,
-    skip_type: str = "logSNR",
+    skip_type: str | None = None,
+    timesteps: Any = None,
     use_corrector: bool = True,
     lower_order_final: bool = True,
     half: bool = False,
@@ -578,10 +623,13 @@ def sample_v3(
         unconditional sampling).
       t_start, t_end: the span, default ``schedule.T`` and ``schedule.t_eps``; its lambdas
         must lie in the statistics' grid (within half a cell).
-      skip_type: the grid, ``steps + 1`` times: "logSNR" (uniform lambda, default),
+      skip_type: the grid, ``steps + 1`` times (None: "logSNR"): "logSNR" (uniform lambda),
         "time_uniform", "time_quadratic" or "karras" (EDM's rho = 7 spacing of
         ``e^{-lambda}``, the official "edm"). Each time is then snapped to the nearest
-        lambda of the statistics' grid, where the model is called.
+        lambda of the statistics' grid, where the model is called (``times``).
+      timesteps: an explicit grid instead (``skip_type``, ``t_start`` and ``t_end`` then
+        unset): ``steps + 1`` decreasing times, first to last, e.g. a
+        :func:`dpm_jax.optimize_timesteps` fit without model times.
       use_corrector: apply the corrector (official default True; the official README
         advises turning it off for many steps; its EDM script uses it up to 6 steps).
       lower_order_final: the last steps use order ``min(order, steps left)`` (always,
@@ -617,6 +665,7 @@ def sample_v3(
         t_start=t_start,
         t_end=t_end,
         skip_type=skip_type,
+        timesteps=timesteps,
         use_corrector=use_corrector,
         lower_order_final=lower_order_final,
         half=half,

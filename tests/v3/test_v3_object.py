@@ -61,8 +61,12 @@ GRIDS = [
         grids.LogSNR(5, t_start=0.8, t_end=0.01),
         dict(skip_type="logSNR", steps=5, t_start=0.8, t_end=0.01),
     ),
+    (
+        grids.Timesteps((1.0, 0.6, 0.3, 0.1, 0.03, 0.001)),
+        dict(timesteps=(1.0, 0.6, 0.3, 0.1, 0.03, 0.001), steps=5),
+    ),
 ]
-GRID_IDS = ["logSNR", "time_uniform", "time_quadratic", "karras", "logSNR_span"]
+GRID_IDS = ["logSNR", "time_uniform", "time_quadratic", "karras", "logSNR_span", "timesteps"]
 OPTIONS = [
     dict(),
     dict(order=3, p_pseudo=True, c_pseudo=False, lower_order_final=False, times="interpolate"),
@@ -207,7 +211,8 @@ def test_refused_before_anything_is_traced_under_jit(ems):
         (grids.Exponential(6), ValueError, "`grid` must be one of LogSNR, TimeUniform"),
         (grids.Lu(6), ValueError, "`grid` must be one of"),
         (grids.Trailing(6), ValueError, "`grid` must be one of"),
-        (grids.Timesteps((1.0, 0.5, 0.01)), ValueError, "`grid` must be one of"),
+        (grids.Timesteps((1.0, 0.5, 0.01), model_timesteps=(1.0, 0.4)), ValueError, "model"),
+        (grids.Timesteps((0.01, 0.5, 1.0)), ValueError, "t_end|decreasing"),  # upwards
         (grids.Sigmas((10.0, 1.0, 0.0)), ValueError, "`grid` must be one of"),
         (grids.Karras(6, rho=5.0), ValueError, "`rho`"),
         (grids.Karras(6, final="zero"), ValueError, "`final`"),

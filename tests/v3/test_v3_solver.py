@@ -329,3 +329,37 @@ def test_interpolation_is_linear_between_the_statistics_points():
     np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-12, atol=1e-12)
     with pytest.raises(ValueError, match="`times`"):
         sample_v3(never, x_T, SCH, ems, times="nearest", **kw)
+
+
+# --------------------------------------------------------------------------- explicit grids
+
+
+def test_explicit_timesteps_are_the_spacing_they_were_made_from(fitted):
+    ems, _ = fitted
+    x_T = noise(4, 21)
+    t = np.asarray(time_grid(SCH, "time_quadratic", SCH.T, SCH.t_eps, 6))
+    for times in ("snap", "interpolate"):
+        a = sample_v3(gauss_eps, x_T, SCH, ems, steps=6, skip_type="time_quadratic", times=times)
+        b = sample_v3(gauss_eps, x_T, SCH, ems, steps=6, timesteps=t, times=times)
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    moved = np.concatenate([t[:1], t[1:-1] ** 1.3, t[-1:]])  # the same ends, inner times moved
+    other = sample_v3(gauss_eps, x_T, SCH, ems, steps=6, timesteps=moved, times="interpolate")
+    assert not np.allclose(np.asarray(other), np.asarray(b))
+
+
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        (dict(skip_type="logSNR"), "`skip_type` and `timesteps`"),
+        (dict(t_start=1.0), "`t_start` and `timesteps`"),
+        (dict(steps=5), "steps + 1 = 6 times"),
+        (dict(timesteps=[1.0, 0.5, 0.6, 0.1, 0.05, 0.01, 0.001]), "strictly decreasing"),
+        (dict(timesteps=[[1.0, 0.001]]), "steps + 1"),
+    ],
+)
+def test_explicit_timesteps_bad_input(fitted, change, words):
+    ems, _ = fitted
+    kw = dict(steps=6, timesteps=list(np.linspace(1.0, 1e-3, 7)))
+    kw.update(change)
+    with pytest.raises(ValueError, match=words.replace("(", r"\(").replace("+", r"\+")):
+        sample_v3(never, noise(2, 0), SCH, ems, **kw)
