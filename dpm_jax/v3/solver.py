@@ -482,7 +482,7 @@ def v3_plan(
         flags[name] = _checks.check_bool(name, v)
     if timesteps is None:
         t0, t1 = _checks.check_times(schedule, t_start, t_end, "down")
-        t_grid, lam_grid = _grid(schedule, skip_type, t0, t1, steps)
+        t_grid, lam_grid = _grid(schedule, skip_type or "logSNR", t0, t1, steps)
     else:
         t_grid, lam_grid = _explicit_grid(schedule, timesteps, steps)
         t0, t1 = float(t_grid[0]), float(t_grid[-1])
