@@ -47,11 +47,13 @@ rule, which differs by O(h^2) in the grid step h of the statistics). A step then
 
 and the whole run is one ``jax.lax.scan`` over the steps with one model call each.
 
-Times between the statistics' points: each time of the sampling grid is snapped to the
-nearest lambda of the EMS grid and the model is called at that snapped time, as the
-official code does (``DPM_Solver_v3.__init__``: ``convert_to_indexes`` rounds
-``N (lambda - lambda_T) / (lambda_0 - lambda_T)``, then ``convert_to_timesteps``). With
-the official 1200-point grids the shift is below 0.005 in lambda.
+Times between the statistics' points (``times``): with "snap" (the default) each time of
+the sampling grid is snapped to the nearest lambda of the EMS grid and the model is called
+at that snapped time, as the official code does (``DPM_Solver_v3.__init__``:
+``convert_to_indexes`` rounds ``N (lambda - lambda_T) / (lambda_0 - lambda_T)``, then
+``convert_to_timesteps``); with the official 1200-point grids the shift is below 0.005 in
+lambda. With "interpolate" the sampling grid's lambdas are inserted into the EMS grid, the
+statistics taken linear in lambda there, and the model is called at the grid's own times.
 
 ``l = 1, s = b = 0`` (``degenerated=True``) is DPM-Solver++ (App. A.2): without the
 corrector the sampler then equals dpm_jax's multistep DPM-Solver++ with
