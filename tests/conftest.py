@@ -33,7 +33,8 @@ def pytest_configure(config):
 
 
 #: Tests marked ``slow`` (node ids matched from the start, after ``tests/``). Of the
-#: parametrized golden runs, every ``GOLDEN_SAMPLE``-th stays in the fast suite.
+#: parametrized golden runs (and the other long parametrized sweeps in ``GOLDEN``), every
+#: ``GOLDEN_SAMPLE``-th stays in the fast suite.
 SLOW = (
     "api/test_random_api.py",
     "api/test_options_used.py::test_every_option_is_used_or_refused",
@@ -42,6 +43,7 @@ SLOW = (
     "v3/test_ems.py::test_point_functions_eager_and_under_jit",
     "v3/test_ems.py::test_batching_does_not_change_the_statistics",
     "v3/test_ems.py::test_float32_data_gives_float32_statistics",
+    "v3/test_ems_ode.py::test_batching_and_dtype_along_the_ode",
     "demo/test_notebook.py",
     "executor/test_multihost.py",
     "plan/test_plan_freeze.py::test_plans_do_not_depend_on_the_blas_kernel",
@@ -60,6 +62,7 @@ GOLDEN = (
     "golden/test_golden.py::",
     "golden/test_reference_xt_golden.py::",
     "golden/test_v3_golden.py::",
+    "v3/test_v3_object.py::test_sample_is_sample_v3_bit_for_bit",
 )
 GOLDEN_SAMPLE = 6
 
