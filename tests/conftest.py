@@ -57,6 +57,7 @@ SLOW = (
     "optimize/test_optimize.py::test_dmn_is_data_free",
     "optimize/test_optimize.py::test_gits_finds_the_known_optimum",
     "optimize/test_optimize.py::test_ld3_gradient_in_the_model_times",
+    "optimize/test_optimize.py::test_a_guided_model_with_per_sample_conditions_fits_with",
 )
 GOLDEN = (
     "golden/test_golden.py::",

@@ -136,6 +136,24 @@ def default_parametrization(prob: Problem) -> str:
     return "lambda" if np.isfinite(prob.lam_start) and np.isfinite(prob.lam_end) else "time"
 
 
+def model_rows(model, n: int, idx):
+    """The model for the training samples ``idx`` of ``n`` (a minibatch): a
+    :class:`dpm_jax.WrappedModel`'s per-sample leaves (its conditions, and the keyword
+    arrays whose leading dimension is ``n``) taken at ``idx``; any other model as it is."""
+    import dataclasses
+
+    from dpm_jax._model import WrappedModel
+
+    if not isinstance(model, WrappedModel):
+        return model
+    fields = model.data_fields()
+    mask = model.batched_fields(n)
+    if not any(jax.tree_util.tree_leaves(mask)):
+        return model
+    taken = jax.tree_util.tree_map(lambda v, m: v[idx] if m else v, fields, mask)
+    return dataclasses.replace(model, **taken)
+
+
 def plan_of(prob: Problem, times, model_times=None):
     """The student's differentiable plan on ``times`` (host ends, jax interior), with
     its model calls at ``model_times`` (one per step) if given."""

@@ -47,13 +47,20 @@ LOSSES = ("rms", "log", "iqr", "mse")
 
 
 def loss_fn(prob: U.Problem, parametrization: str, loss: str, window: str = "nearest"):
-    """params, delta, x_T, target -> loss (the function that is minimised; also for
-    tests); params: the grid's logits theta, or (theta, eta) with the decoupled model
-    times' parameters eta (:func:`dpm_jax.optimize._common.model_times_of`, in ``window``)."""
+    """params, delta, x_T, target[, rows] -> loss (the function that is minimised; also
+    for tests; ``rows``: the indexes of a minibatch's samples in the training noise, whose
+    per-sample conditions the model then uses); params: the grid's logits theta, or
+    (theta, eta) with the decoupled model times' parameters eta
+    (:func:`dpm_jax.optimize._common.model_times_of`, in ``window``)."""
 
-    def f(params, delta, x_T, target):
+    def f(params, delta, x_T, target, rows=None):
+        # rows: the training samples of a minibatch (x_T and target are theirs), so that a
+        # model's per-sample conditions are taken at them too
+        run_prob = prob
+        if rows is not None:
+            run_prob = prob._replace(model=U.model_rows(prob.model, prob.x_T.shape[0], rows))
         times, model_times = _times(prob, params, parametrization, window)
-        out = U.run(prob, U.plan_of(prob, times, model_times), x_T + delta)
+        out = U.run(run_prob, U.plan_of(prob, times, model_times), x_T + delta)
         if loss == "mse":
             return jnp.mean((out - target) ** 2)
         rms = U.per_sample_rms(out, target)
@@ -266,7 +273,7 @@ def _minibatch_step(optax, f, learning_rate, x_T, target):
 
     @jax.jit
     def step(params, state, idx):
-        value, grads = jax.value_and_grad(f)(params, zero, x_T[idx], target[idx])
+        value, grads = jax.value_and_grad(f)(params, zero, x_T[idx], target[idx], idx)
         updates, state = opt.update(grads, state, params)
         return optax.apply_updates(params, updates), state, value
 

@@ -498,3 +498,53 @@ def test_save_and_load_a_fitted_grid_object(tmp_path):
     assert got.grid == dpm_jax.grids.Timesteps((1.0, 0.5, 0.125, 0.001), (1.0, 0.45, 0.1))
     x = dpm_jax.sample(MODEL, X_T, SCHED, **got.grid.keywords(), **got.options)
     assert np.all(np.isfinite(np.asarray(x)))
+
+
+def test_minibatches_take_the_per_sample_conditions_of_their_samples():
+    """A guided model with one condition per training sample (40 > 32: the default
+    minibatches): each minibatch's model uses its own samples' conditions (before, the
+    fit failed with a shape error deep inside the run)."""
+    n = 40
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 3, size=n)
+    cond = np.where(np.arange(3)[None, :] == labels[:, None], 0.0, -np.inf)  # (n, K)
+    guided = dpm_jax.model_wrapper(
+        problems.noise_net(GMM, SCHED),
+        SCHED,
+        guidance_type="classifier-free",
+        condition=jnp.asarray(cond),
+        unconditional_condition=jnp.asarray(np.log(np.full((n, 3), 1 / 3))),
+        guidance_scale=2.0,
+    )
+    x_T = jnp.asarray(rng.normal(size=(n, 4)))
+    idx = jnp.asarray([5, 0, 17, 39])
+    sub = _common.model_rows(guided, n, idx)
+    np.testing.assert_array_equal(np.asarray(sub.condition), cond[np.asarray(idx)])
+    t = jnp.full((4,), 0.5)
+    alone = dpm_jax.model_wrapper(
+        problems.noise_net(GMM, SCHED),
+        SCHED,
+        guidance_type="classifier-free",
+        condition=jnp.asarray(cond[np.asarray(idx)]),
+        unconditional_condition=jnp.asarray(np.log(np.full((4, 3), 1 / 3))),
+        guidance_scale=2.0,
+    )
+    np.testing.assert_array_equal(np.asarray(sub(x_T[idx], t)), np.asarray(alone(x_T[idx], t)))
+    assert _common.model_rows(MODEL, n, idx) is MODEL  # no per-sample leaves: as it is
+
+
+def test_a_guided_model_with_per_sample_conditions_fits_with_the_default_minibatches():
+    n = 40
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 3, size=n)
+    guided = dpm_jax.model_wrapper(
+        problems.noise_net(GMM, SCHED),
+        SCHED,
+        guidance_type="classifier-free",
+        condition=jnp.asarray(np.where(np.arange(3)[None, :] == labels[:, None], 0.0, -np.inf)),
+        unconditional_condition=jnp.asarray(np.log(np.full((n, 3), 1 / 3))),
+        guidance_scale=2.0,
+    )
+    x_T = jnp.asarray(rng.normal(size=(n, 4)))
+    fitted = dpm_jax.optimize_timesteps(guided, SCHED, x_T, steps=4, iterations=3, restarts=1)
+    _valid(fitted, 4)
