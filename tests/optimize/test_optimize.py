@@ -349,7 +349,7 @@ def test_minibatch_minimiser_averages_the_second_half_of_seeded_minibatch_steps(
     rng = np.random.default_rng(4)
     x, y = jnp.asarray(rng.normal(size=(16, 3))), jnp.asarray(rng.normal(size=(16,)))
 
-    def f(w, delta, xb, yb):
+    def f(w, delta, xb, yb, rows=None):  # rows: the minibatch indexes (unused here)
         return jnp.mean((xb @ w - yb) ** 2) + 0.0 * jnp.sum(delta)
 
     w0 = jnp.zeros((3,))
