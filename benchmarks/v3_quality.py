@@ -1,6 +1,6 @@
 """DPM-Solver-v3 against the training-free built-in solvers, judged on held-out noise.
 
-    python benchmarks/v3_quality.py            # both problems, ~10 minutes on 2 cores
+    python benchmarks/v3_quality.py            # both problems, ~17 minutes on 2 shared cores
     python benchmarks/v3_quality.py --quick    # fewer EMS settings and samples, ~4 minutes
     python benchmarks/v3_quality.py --problems digits
 
