@@ -18,7 +18,8 @@ marginals (Sec. 3.1):
     l*_i = E_{x_lambda} [ sigma d eps_i / d x_i ]        (the diagonal of sigma grad_x eps).
 
 The expectation is over ``x_lambda = alpha x_0 + sigma z`` with x_0 from data (or a
-teacher's samples) and z ~ N(0, I); the diagonal is Hutchinson's estimate
+teacher's samples) and z ~ N(0, I), or over the states of the model's own ODE from noise
+(``estimate_ems(..., x_T=...)``: what a guided model needs); the diagonal is Hutchinson's estimate
 ``diag(J) = E_v[v * (J v)]`` with Rademacher probes v (exact for a diagonal J), ``J v``
 from one forward-mode product (``jax.jvp``).
 
@@ -37,8 +38,10 @@ is the per-dimension least-squares line of f' on f (Sec. 3.2):
     (s*, b*) = argmin_{s, b} E_{x_lambda} || f'_theta - s f_theta - b ||^2,
     s = Cov(f', f) / Var(f),   b = E f' - s E f
 
-(where ``Var(f) = 0`` in a dimension, ``s = 0`` and ``b = E f'`` there). ``l = 1, s = 0,
-b = 0`` is DPM-Solver++ and ``l = s = b = 0`` DPM-Solver (App. A.2 of the paper).
+(with a relative ridge where f barely varies, and ``s = 0``, ``b = E f'`` where Var(f) is
+at rounding level: :func:`sb_point`). ``l = 1, s = 0,
+b = 0`` is DPM-Solver++ and ``l = 0, s = -1, b = 0`` DPM-Solver (its ``g`` is then the
+noise prediction; ``tests/v3/test_v3_solver.py`` checks both to 1e-14).
 
 Estimation (:func:`estimate_ems`): at each grid point the K samples are processed in
 batches (``lax.scan``), so memory holds one batch of model evaluations at a time; the
@@ -430,6 +433,7 @@ def sb_point(
     *,
     batch_size: int | None = None,
     ridge: float = 1e-4,
+    time_difference: float | None = None,
 ):
     """``(s, b)`` at one lambda, given l and ``dl = dl/dlambda`` there.
 
@@ -443,8 +447,16 @@ def sb_point(
     digits, states along the ODE gave such pixels s ~ 78 and v3 diverged; any ridge from
     1e-6 to 1e-2 fixed it and changed v3's error elsewhere by < 2 %); ``s = 0`` where
     Var(f) is at the rounding level of the terms of f (:data:`VAR_FLOOR`: a pixel
-    constant over the data). Costs one evaluation and one jvp per sample.
-    Pure and traceable; arrays of one sample's shape, in the dtype of ``data``.
+    constant over the data). Costs one evaluation and one jvp per sample. Pure and
+    traceable; arrays of one sample's shape, in the dtype of ``data``.
+
+    ``time_difference``: None, the model's derivative in time (inside D) by forward-mode
+    autodiff; a number dt > 0, by the model's central difference over ``t -+ dt`` at the
+    same x (the window kept inside the schedule's times; 2 more evaluations per sample):
+    ``d eps / d lambda = (eps(x, t - dt) - eps(x, t + dt)) / (lambda(t - dt) -
+    lambda(t + dt))``. For a network trained on integer time steps (a DDPM UNet with a
+    sinusoidal time embedding) whose derivative between the steps oscillates about the
+    trend: ``dt = 10 / schedule.total_N``, ten of its steps.
 
     >>> import jax, jax.numpy as jnp
     >>> from dpm_jax import schedules
@@ -462,7 +474,9 @@ def sb_point(
     def states(x0, idx):
         return alpha * x0 + sigma * _rows(_normal, kz, idx, shape, dtype)
 
-    s, b, _ = _sb_from(model, schedule, data, states, lam, l, dl, batch_size, ridge)
+    s, b, _ = _sb_from(
+        model, schedule, data, states, lam, l, dl, batch_size, ridge, time_difference
+    )
     return s, b
 
 
@@ -473,7 +487,7 @@ def sb_point(
 VAR_FLOOR = 16.0
 
 
-def _sb_from(model, schedule, data, states, lam, l, dl, batch_size, ridge):  # noqa: E741
+def _sb_from(model, schedule, data, states, lam, l, dl, batch_size, ridge, dt=None):  # noqa: E741
     """(s, b, eps) at lambda from the states ``states(rows, index)`` of the batches of
     ``data`` (eps: the model's output there, (K, *shape))."""
     dtype, shape, k = data.dtype, data.shape[1:], data.shape[0]
@@ -491,7 +505,17 @@ def _sb_from(model, schedule, data, states, lam, l, dl, batch_size, ridge):  # n
         x = states(x0, idx)
         eps = _eps(model, x, t)
         xdot = a * x - sigma * eps  # dx/dlambda on the model's ODE
-        _, d_scaled = jax.jvp(scaled_eps, (x, lam), (xdot, jnp.ones_like(lam)))
+        if dt is None:
+            _, d_scaled = jax.jvp(scaled_eps, (x, lam), (xdot, jnp.ones_like(lam)))
+        else:  # the x part by jvp, the time part by the model's central difference
+            _, dx_part = jax.jvp(lambda y: _eps(model, y, t), (x,), (xdot,))
+            t_lo = jnp.maximum(t - dt, schedule.lowest_time)
+            t_hi = jnp.minimum(t + dt, schedule.T)
+            lam_lo = schedule.marginal_lambda(t_lo)
+            lam_hi = schedule.marginal_lambda(t_hi)
+            d_eps = (_eps(model, x, t_lo) - _eps(model, x, t_hi)) / (lam_lo - lam_hi)
+            # d/dlambda [(sigma / alpha) eps] with d(sigma / alpha)/dlambda = -sigma / alpha
+            d_scaled = (sigma / alpha) * (dx_part + d_eps - eps)
         f = (sigma / alpha) * eps - l * x / alpha
         fp = d_scaled + (sigma / alpha) * l * eps - dl * x / alpha
         size = ((sigma / alpha) * eps) ** 2 + (l * x / alpha) ** 2
@@ -611,6 +635,19 @@ def _check_ridge(ridge) -> float:
     return r
 
 
+def _check_time_difference(dt, schedule: Schedule) -> float | None:
+    if dt is None:
+        return None
+    v = _number("time_difference", dt)
+    span = float(schedule.T) - float(schedule.lowest_time)
+    if not (np.isfinite(v) and 0.0 < v < span):
+        raise ValueError(
+            f"`time_difference` must be None or a number in (0, {span:g}) (the schedule's "
+            f"times), got {dt!r}."
+        )
+    return v
+
+
 def _check_key(key) -> None:
     ok = isinstance(key, jax.Array) and (
         (jnp.issubdtype(key.dtype, jax.dtypes.prng_key) and key.shape == ())
@@ -652,12 +689,16 @@ def _l_jit(bound, x0, u, key, *, schedule, probes, batch_size):
     return l_point(bound, schedule, x0, u, key, probes=probes, batch_size=batch_size)
 
 
-@functools.partial(jax.jit, static_argnames=("schedule", "batch_size"))
-def _sb_jit(bound, x0, u, li, dli, key, ridge, *, schedule, batch_size):
-    return sb_point(bound, schedule, x0, u, li, dli, key, batch_size=batch_size, ridge=ridge)
+@functools.partial(jax.jit, static_argnames=("schedule", "batch_size", "dt"))
+def _sb_jit(bound, x0, u, li, dli, key, ridge, *, schedule, batch_size, dt):
+    return sb_point(
+        bound, schedule, x0, u, li, dli, key, batch_size=batch_size, ridge=ridge, time_difference=dt
+    )
 
 
-def _compiled(kind: str, model: Callable, schedule: Schedule, probes: int, batch_size: int, data):
+def _compiled(
+    kind: str, model: Callable, schedule: Schedule, probes: int, batch_size: int, data, dt=None
+):
     """The jitted point function (``l_point`` or ``sb_point``) for this model: compiled
     once per model structure, shapes and settings; the model's arrays are its inputs."""
     bound = _bound(model, data, batch_size)
@@ -665,7 +706,7 @@ def _compiled(kind: str, model: Callable, schedule: Schedule, probes: int, batch
         return functools.partial(
             _l_jit, bound, schedule=schedule, probes=probes, batch_size=batch_size
         )
-    return functools.partial(_sb_jit, bound, schedule=schedule, batch_size=batch_size)
+    return functools.partial(_sb_jit, bound, schedule=schedule, batch_size=batch_size, dt=dt)
 
 
 class _Bar:
@@ -696,8 +737,8 @@ def _run_l(model, schedule, data, lam, key, probes, batch_size, bar) -> np.ndarr
     return np.stack(out)
 
 
-def _run_sb(model, schedule, data, lam, l, dl, key, batch_size, bar, ridge):  # noqa: E741
-    point = _compiled("sb", model, schedule, 1, batch_size, data)
+def _run_sb(model, schedule, data, lam, l, dl, key, batch_size, bar, ridge, dt):  # noqa: E741
+    point = _compiled("sb", model, schedule, 1, batch_size, data, dt)
     r = jnp.asarray(ridge, data.dtype)
     s, b = [], []
     for i, u in enumerate(lam):
@@ -736,9 +777,9 @@ def _l_ode_jit(bound, X, u, key, *, schedule, probes, batch_size):
     return _l_from(bound, schedule, X, _given, u, key, probes, batch_size)
 
 
-@functools.partial(jax.jit, static_argnames=("schedule", "batch_size"))
-def _sb_ode_jit(bound, X, u, li, dli, ridge, *, schedule, batch_size):
-    return _sb_from(bound, schedule, X, _given, u, li, dli, batch_size, ridge)
+@functools.partial(jax.jit, static_argnames=("schedule", "batch_size", "dt"))
+def _sb_ode_jit(bound, X, u, li, dli, ridge, *, schedule, batch_size, dt):
+    return _sb_from(bound, schedule, X, _given, u, li, dli, batch_size, ridge, dt)
 
 
 def _ode_coefficients(schedule: Schedule, lam: np.ndarray) -> np.ndarray:
@@ -801,9 +842,13 @@ def _run_l_ode(model, schedule, x_T, lam, key, probes, batch_size, bar) -> np.nd
     return np.stack(_along_ode(point, schedule, x_T, lam, bar))
 
 
-def _run_sb_ode(model, schedule, x_T, lam, l, dl, batch_size, bar, ridge):  # noqa: E741
+def _run_sb_ode(model, schedule, x_T, lam, l, dl, batch_size, bar, ridge, dt):  # noqa: E741
     fn = functools.partial(
-        _sb_ode_jit, _bound(model, x_T, batch_size), schedule=schedule, batch_size=batch_size
+        _sb_ode_jit,
+        _bound(model, x_T, batch_size),
+        schedule=schedule,
+        batch_size=batch_size,
+        dt=dt,
     )
     dtype = x_T.dtype
 
@@ -859,14 +904,16 @@ def estimate_sb(
     batch_size: int | None = None,
     progress: bool = False,
     ridge: float = 1e-4,
+    time_difference: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(s, b)`` at each point of ``lambdas`` (:func:`sb_point` per point), given l and
     ``dl/dlambda`` there ((N + 1, *shape) each, e.g. from :func:`smooth_l`).
 
-    Returns two (N + 1, *shape) NumPy arrays in the dtype of ``data``; ``ridge`` as in
-    :func:`sb_point`.
+    Returns two (N + 1, *shape) NumPy arrays in the dtype of ``data``; ``ridge`` and
+    ``time_difference`` as in :func:`sb_point`.
     """
     r = _check_ridge(ridge)
+    dt = _check_time_difference(time_difference, schedule)
     arr, bs = _common(model, schedule, data, key, batch_size)
     lam = _check_grid(lambdas, schedule)
     want = (lam.shape[0],) + tuple(arr.shape[1:])
@@ -877,7 +924,9 @@ def estimate_sb(
             )
     bar = _Bar(progress, lam.shape[0], "EMS s, b")
     try:
-        return _run_sb(model, schedule, arr, lam, np.asarray(l), np.asarray(dl), key, bs, bar, r)
+        return _run_sb(
+            model, schedule, arr, lam, np.asarray(l), np.asarray(dl), key, bs, bar, r, dt
+        )
     finally:
         bar.close()
 
@@ -896,6 +945,7 @@ def estimate_ems(
     lambda_max: float | None = None,
     smooth: int = 0,
     ridge: float = 1e-4,
+    time_difference: float | None = None,
     progress: bool = False,
 ) -> EMS:
     """Estimates the empirical model statistics l, s, b of a noise predictor.
@@ -947,6 +997,13 @@ def estimate_ems(
       ridge: the relative ridge of the regression of f' on f (:func:`sb_point`): s is
         shrunk towards 0 in the dimensions where f varies less than ``ridge`` times its
         average variance. >= 0.
+      time_difference: None (default): the model's time derivative in f' by forward-mode
+        autodiff; dt > 0: by its central difference over ``t -+ dt`` (:func:`sb_point`).
+        For a network trained on integer time steps, e.g. ``10 / schedule.total_N``: on
+        the bundled digits UNet (a DDPM UNet, 1000 steps) the autodiff derivative
+        oscillates about the trend (1.3-2.2 times the 10-step difference), |s| reached 18
+        and v3 was 3-4 times worse than the built-in solvers at NFE 5 and 6; with the
+        10-step difference it is ahead of all of them (``benchmarks/v3_quality_unet.py``).
       progress: show a tqdm bar over the grid's points (needs tqdm).
 
     Returns:
@@ -968,6 +1025,7 @@ def estimate_ems(
     p = _checks.check_int("probes", probes, 1)
     w = _checks.check_int("smooth", smooth, 0)
     r = _check_ridge(ridge)
+    dt = _check_time_difference(time_difference, schedule)
     lam = ems_lambdas(schedule, n_points, lambda_min, lambda_max)
     if 2 * w + 1 > lam.shape[0]:
         raise ValueError(
@@ -983,9 +1041,9 @@ def estimate_ems(
         l_s, dl = smooth_l(lam, l_raw, w)
         l_s, dl = l_s.astype(arr.dtype), dl.astype(arr.dtype)
         if along:
-            s, b = _run_sb_ode(model, schedule, arr, lam, l_s, dl, bs, bar, r)
+            s, b = _run_sb_ode(model, schedule, arr, lam, l_s, dl, bs, bar, r, dt)
         else:
-            s, b = _run_sb(model, schedule, arr, lam, l_s, dl, key, bs, bar, r)
+            s, b = _run_sb(model, schedule, arr, lam, l_s, dl, key, bs, bar, r, dt)
     finally:
         bar.close()
     meta = _meta(schedule, "estimate_ems", N=lam.shape[0] - 1, K=int(arr.shape[0]))
@@ -993,6 +1051,7 @@ def estimate_ems(
         probes=p,
         smooth=w,
         ridge=r,
+        time_difference=dt,
         states="ode" if along else "data",
         batch_size=bs,
         guidance_scale=_guidance_scale(model),

@@ -174,3 +174,41 @@ def test_a_constant_pixel_gets_s_zero_and_the_others_are_kept():
     raw = estimate_ems(const_pixel_eps, SCH, data, ridge=0.0, **kw)
     assert np.all(got.s[:, 2] == 0.0) and np.all(raw.s[:, 2] == 0.0)  # the rounding floor
     np.testing.assert_allclose(got.s[:, :2], raw.s[:, :2], rtol=1e-3)  # the ridge: tiny here
+
+
+# --------------------------------------------------------------------------- time_difference
+
+
+def wiggly_eps(x, t):
+    """The Gaussian's noise predictor plus a tiny fast oscillation in t (period 1e-3): its
+    values move by 1e-3 |x| at most, its autodiff time derivative by up to 6.3 |x|."""
+    return gauss_eps(x, t) + 1e-3 * jnp.sin(2 * jnp.pi * 1000.0 * t)[:, None] * x
+
+
+def test_the_time_difference_ignores_what_the_autodiff_derivative_sees_between_steps():
+    data = jnp.asarray(np.random.default_rng(5).multivariate_normal(MU, SIGMA, size=512))
+    l_ex, dl, s_ex, _ = oracle(0.3)
+    key = jax.random.key(2)
+
+    def s_of(model, dt):
+        return np.asarray(sb_point(model, SCH, data, 0.3, l_ex, dl, key, time_difference=dt)[0])
+
+    smooth = s_of(gauss_eps, None)
+    np.testing.assert_allclose(s_of(gauss_eps, 1e-4), smooth, rtol=1e-5, atol=1e-6)
+    by_jvp, by_difference = s_of(wiggly_eps, None), s_of(wiggly_eps, 1e-3)  # one period
+    err_jvp = np.abs(by_jvp - smooth).max()
+    err_diff = np.abs(by_difference - smooth).max()
+    print(f"\nmax |s - s(smooth model)|: autodiff {err_jvp:.2e}, difference {err_diff:.2e}")
+    assert err_jvp > 0.1 and err_diff < 0.01 and err_jvp > 20 * err_diff  # measured 0.39, 2.2e-3
+
+
+def test_the_time_difference_along_the_ode_and_its_checks():
+    x_T = marginal_noise(8, -1.0, 9)
+    kw = dict(key=jax.random.key(0), n_points=2, lambda_min=-1.0, lambda_max=1.0)
+    a = estimate_ems(gauss_eps, SCH, x_T=x_T, **kw)
+    b = estimate_ems(gauss_eps, SCH, x_T=x_T, time_difference=1e-4, **kw)
+    np.testing.assert_allclose(b.s, a.s, rtol=1e-4, atol=1e-5)
+    assert b.meta["time_difference"] == 1e-4 and a.meta["time_difference"] is None
+    for bad, exc in ((0.0, ValueError), (-1e-3, ValueError), (2.0, ValueError), ("a", TypeError)):
+        with pytest.raises(exc, match="`time_difference`"):
+            estimate_ems(gauss_eps, SCH, x_T=x_T, time_difference=bad, **kw)

@@ -363,3 +363,25 @@ def test_explicit_timesteps_bad_input(fitted, change, words):
     kw.update(change)
     with pytest.raises(ValueError, match=words.replace("(", r"\(").replace("+", r"\+")):
         sample_v3(never, noise(2, 0), SCH, ems, **kw)
+
+
+@pytest.mark.parametrize("order", [1, 2, 3])
+def test_l0_s_minus1_b0_is_dpm_solver(order):
+    """l = 0, s = -1, b = 0 makes g proportional to the noise prediction (f = e^{-lambda}
+    eps, e^{S} = e^{-(lambda - lambda_T)}): v3 without its corrector is then multistep
+    DPM-Solver (noise prediction) in Taylor form. (l = s = b = 0 is not: its g is
+    e^{-lambda} eps, whose Taylor expansion is another method.)"""
+    steps = 7
+    base = degenerated_ems("logSNR", steps)
+    zeros = np.zeros_like(base.l)
+    ems = EMS(base.lambdas, zeros, zeros - 1.0, zeros)
+    x_T = noise(8, 13)
+    got = sample_v3(gauss_eps, x_T, SCH, ems, steps=steps, order=order, use_corrector=False)
+    extra: dict = dict(solver_type="taylor") if order > 1 else {}
+    if order == 3:
+        extra.update(multistep3_variant="third_order")
+    want = dpm_jax.sample(gauss_eps, x_T, SCH, method="multistep", algorithm_type="dpmsolver",
+                          order=order, steps=steps, skip_type="logSNR", **extra)  # fmt: skip
+    diff = float(jnp.max(jnp.abs(got - want)))
+    print(f"\norder {order}: max |v3 - DPM-Solver| = {diff:.2e}")
+    assert diff <= 1e-12
