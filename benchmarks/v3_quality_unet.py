@@ -1,6 +1,6 @@
 """DPM-Solver-v3 on the bundled digits UNet against the built-in solvers, on held-out noise.
 
-    python benchmarks/v3_quality_unet.py            # both cases, about 20 minutes on 2 cores
+    python benchmarks/v3_quality_unet.py            # both cases, 24 minutes at load 4 (2 cores)
     python benchmarks/v3_quality_unet.py --quick    # N = 50, K = 240; NFE 5, 6; 240 held out
 
 The model: the class-conditional noise-prediction UNet bundled with the package
