@@ -80,6 +80,8 @@ LD3_OPTIONS = {
     "ld3-dec-swa3": SWA3,
 }
 DMN_METHODS = ("multistep",)  # with the data prediction (see dpm_jax.optimize.dmn)
+#: the bundled UNet's reference: 200 steps of DPM-Solver++(3M) (third-order multistep), logSNR
+UNET_REFERENCE = dict(steps=200, order=3, multistep3_variant="third_order", skip_type="logSNR")
 
 
 def ideal_problem(key):
@@ -145,11 +147,10 @@ def unet_problem():
     # float32 (the UNet's own precision; 2x faster than float64 under grad)
     x_train = jnp.asarray(rng.normal(size=(TRAIN, *shape)), jnp.float32)
     x_test = jnp.asarray(rng.normal(size=(HELD_OUT, *shape)), jnp.float32)
-    ref_opts = dict(steps=200, order=3, multistep3_variant="third_order", skip_type="logSNR")
     m_test = model_for(HELD_OUT)
-    exact = np.asarray(dpm_jax.sample(m_test, x_test, sched, **ref_opts))
+    exact = np.asarray(dpm_jax.sample(m_test, x_test, sched, **UNET_REFERENCE))
     m_train = model_for(TRAIN)
-    exact_train = np.asarray(dpm_jax.sample(m_train, x_train, sched, **ref_opts))
+    exact_train = np.asarray(dpm_jax.sample(m_train, x_train, sched, **UNET_REFERENCE))
     return dict(
         sched=sched,
         train=(m_train, x_train),
@@ -174,9 +175,16 @@ def frechet(bundle, model_for, sched, grid_opts, n=1000, seed=15):
     from dpm_jax.demo import digits
 
     x = jnp.asarray(np.random.default_rng(seed).normal(size=(n, *digits.IMAGE_SHAPE)), jnp.float32)
-    out = dpm_jax.sample(model_for(n), x, sched, **grid_opts)
-    real = digits.real_digits()
-    return digits.frechet_distance(digits.features(bundle, out), digits.features(bundle, real))
+    return frechet_to_real(bundle, dpm_jax.sample(model_for(n), x, sched, **grid_opts))
+
+
+def frechet_to_real(bundle, samples) -> float:
+    """Frechet distance between the classifier's penultimate features of ``samples``
+    (B, 8, 8, 1) and of the 1,797 real digits (scaled to [-1, 1])."""
+    from dpm_jax.demo import digits
+
+    real = digits.features(bundle, digits.real_digits())
+    return digits.frechet_distance(digits.features(bundle, samples), real)
 
 
 #: Solvers per problem (the UNet's optimisations are the slow ones: a conv net under grad).
@@ -246,7 +254,7 @@ def run(key, nfes, solver_names, objectives, log):
         log(
             f"\nFrechet distance to the real digits (classifier features, 1,000 samples; "
             f"the 200-step reference: "
-            f"{frechet(p['bundle'], p['model_for'], sched, dict(steps=200, order=3, multistep3_variant='third_order', skip_type='logSNR')):.3f}):\n"
+            f"{frechet(p['bundle'], p['model_for'], sched, UNET_REFERENCE):.3f}):\n"
         )
         log("| solver | NFE | best built-in | " + " | ".join(objectives) + " |")
         log("|---" * (3 + len(objectives)) + "|")
