@@ -36,11 +36,14 @@ Frechet distance).
    batch_size=120)`` for a few (N, K). estimate_ems batches sample j at position j % 120,
    so the guided model's label there is j % 10, the label the teacher's sample was made
    for. Two time derivatives in the statistics' f' (``d/dt``): "jvp", estimate_ems on the
-   model as it is (``jax.jvp`` through the network's time input), and "slope", the same
-   values with the network's time derivative replaced by its slope over SLOPE_STEPS = 10
-   DDPM steps on each side (``unet_model(..., slope=10)``, this script's wrapper: the UNet
-   was trained on integer steps and its exact time derivative oscillates about the trend,
-   which spoils s and b; 2 more evaluations beside every jvp). The cost: ``(N + 1) K``
+   model as it is (``jax.jvp`` through the network's time input), and "slope", the model's
+   central difference over SLOPE_STEPS = 10 DDPM steps on each side
+   (``estimate_ems(..., time_difference=10 / 1000)``: the UNet was trained on integer steps
+   and its exact time derivative oscillates about the trend, which spoils s and b; 2 more
+   evaluations beside every jvp). "ode-slope": the same along the model's own ODE
+   (``estimate_ems(model, schedule, x_T=noise)``, K fresh noises of NumPy seed 45, sample
+   j asking for digit j % 10 in the guided case) instead of at the teacher's noised
+   samples. The cost: ``(N + 1) K``
    evaluations and ``(N + 1) K (probes + 1)`` jvps of one sample each (guided: each on the
    doubled batch of classifier-free guidance), the wall time on this machine and the
    1-minute load average (other jobs share the cores). For each setting, v3's best
@@ -82,7 +85,6 @@ import jax.numpy as jnp
 import numpy as np
 import optimize_grids as OG  # (benchmarks/ is on sys.path when a script of it runs)
 import v3_quality as V3Q  # (also turns on jax_enable_x64; the UNet stays float32)
-from flax import nnx
 
 import dpm_jax
 from dpm_jax.demo import digits
@@ -93,61 +95,44 @@ TRADE_NFES = V3Q.TRADE_NFES
 BATCH = 120
 VALIDATION, HELD_OUT = 120, 960
 VALIDATION_QUICK, HELD_OUT_QUICK = 120, 240
-SEED_VAL, SEED_TEST, SEED_TEACHER, SEED_EMS = 41, 42, 43, 44
+SEED_VAL, SEED_TEST, SEED_TEACHER, SEED_EMS, SEED_ODE = 41, 42, 43, 44, 45
 PROBES = 1
 #: the time derivative of the statistics' f': "jvp" (``estimate_ems`` on the model as it
-#: is) or "slope" (the network's slope over SLOPE_STEPS DDPM steps each side, see unet_model)
+#: is) or "slope" (``time_difference``: the model's central difference over SLOPE_STEPS
+#: DDPM steps each side); "ode-slope": that along the model's ODE (``x_T=``)
 SLOPE_STEPS = 10.0
 #: (N, K, time derivative) per case; the teacher makes max(K) samples, a setting takes the
 #: first K
 EMS_SETTINGS = {
-    "uncond": ((100, 240, "jvp"), (100, 240, "slope"), (200, 240, "slope"), (100, 480, "slope")),
-    "guided": ((100, 240, "jvp"), (100, 240, "slope"), (200, 240, "slope")),
+    "uncond": (
+        (100, 240, "jvp"),
+        (100, 240, "slope"),
+        (200, 240, "slope"),
+        (200, 240, "ode-slope"),
+    ),
+    "guided": (
+        (100, 240, "jvp"),
+        (100, 240, "slope"),
+        (200, 240, "slope"),
+        (200, 240, "ode-slope"),
+    ),
 }
-EMS_SETTINGS_QUICK = ((50, 240, "jvp"), (50, 240, "slope"))
+EMS_SETTINGS_QUICK = ((50, 240, "jvp"), (50, 240, "slope"), (50, 240, "ode-slope"))
 GUIDANCE = digits.DEFAULT_GUIDANCE_SCALE
 REF_NAME = "200 steps of DPM-Solver++(3M) (third-order multistep, logSNR)"
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 fmt, load, median_rms = V3Q.fmt, V3Q.load, V3Q.median_rms
 
 
-def unet_model(bundle, sched, guided: bool, slope: float = 0.0):
+def unet_model(bundle, sched, guided: bool):
     """The UNet for a batch of BATCH: guided (sample b asks for digit b % 10, scale
-    GUIDANCE) or unconditional (the null label, one network call).
-
-    With ``slope`` > 0 (for the statistics only): the same values, but the derivative in
-    the time input is the slope of the network over ``slope`` DDPM steps on each side
-    (the window kept inside [0, 999]) instead of the one ``jax.jvp`` differentiates: the
-    UNet was trained on integer steps only, and its sinusoidal time embedding (periods
-    from 2 pi steps) makes its exact time derivative oscillate about that trend (up to
-    twice as large at steps 50-500 on noised digits)."""
+    GUIDANCE) or unconditional (the null label, one network call)."""
     if guided:
         labels, scale = np.arange(BATCH) % 10, GUIDANCE
     else:
         labels, scale = np.full(BATCH, digits.NULL_LABEL), 1.0
     graph, params = bundle.unet_graph, bundle.unet_params
-    if not slope:
-        return digits.guided_model(graph, params, labels, guidance_scale=scale, sched=sched)
-    last = float(digits.NUM_TRAIN_STEPS - 1)
-
-    def net(x, tau, cond):
-        unet = nnx.merge(graph, params)
-        t0 = jax.lax.stop_gradient(tau)
-        lo, hi = jnp.maximum(t0 - slope, 0.0), jnp.minimum(t0 + slope, last)
-        d = (unet(x, hi, cond) - unet(x, lo, cond)) / (hi - lo)[:, None, None, None]
-        d = jax.lax.stop_gradient(d)
-        return (unet(x, t0, cond) + (tau - t0)[:, None, None, None] * d).astype(x.dtype)
-
-    labels = jnp.asarray(labels, jnp.int32)
-    return dpm_jax.model_wrapper(
-        net,
-        sched,
-        model_type="noise",
-        guidance_type="classifier-free",
-        condition=labels,
-        unconditional_condition=jnp.full_like(labels, digits.NULL_LABEL),
-        guidance_scale=scale,
-    )
+    return digits.guided_model(graph, params, labels, guidance_scale=scale, sched=sched)
 
 
 def chunked(fn, x) -> np.ndarray | None:
@@ -269,7 +254,9 @@ def run_case(key: str, bundle, n_val: int, n_test: int, nfes, settings, log) -> 
         f"batch_size={BATCH}, key=jax.random.key({SEED_EMS})); calls of one sample each: "
         f"(N + 1) K {calls} and (N + 1) K (probes + 1) jvps (with the slope, 2 more "
         "evaluations beside every jvp); d/dt: the time derivative in f', jvp (the model as "
-        f"it is) or slope (over {SLOPE_STEPS:g} DDPM steps each side); v3: the best "
+        f"it is) or slope (time_difference={SLOPE_STEPS:g} / 1000: over {SLOPE_STEPS:g} DDPM "
+        f"steps each side); ode-slope: that with x_T=K noises of seed {SEED_ODE} instead of "
+        "teacher[:K] (the states of the model's own ODE); v3: the best "
         "VALIDATION configuration of the order chosen on VALIDATION, HELD_OUT RMS / FD\n"
     )
     head = "| N | K | d/dt | evaluations | jvps | wall s | load |"
@@ -278,16 +265,20 @@ def run_case(key: str, bundle, n_val: int, n_test: int, nfes, settings, log) -> 
     log("|---:|---:|---|---:|---:|---:|---:|" + "---:|---:|---|" * len(TRADE_NFES) + "---|")
     per_setting = {}
     for n, k, deriv in settings:
-        m_ems = model if deriv == "jvp" else unet_model(bundle, sched, guided, SLOPE_STEPS)
+        where = dict(data=jnp.asarray(teacher[:k]))
+        if deriv == "ode-slope":
+            where = dict(x_T=noise(SEED_ODE, k))
+        dt = None if deriv == "jvp" else SLOPE_STEPS / sched.total_N
         t0 = time.perf_counter()
         ems = estimate_ems(
-            m_ems,
+            model,
             sched,
-            jnp.asarray(teacher[:k]),
             key=jax.random.key(SEED_EMS),
             n_points=n,
             probes=PROBES,
             batch_size=BATCH,
+            time_difference=dt,
+            **where,
         )
         jax.block_until_ready(ems.b)
         wall = time.perf_counter() - t0
@@ -305,7 +296,7 @@ def run_case(key: str, bundle, n_val: int, n_test: int, nfes, settings, log) -> 
             )
             row += f" {fmt(rms)} | {fd:.2f} | order {o}, {V3Q.v3_label(r[o][1])} |"
         log(row + f" {ems_summary(ems)} |")
-        cost = ev + jv + (2 * jv if deriv == "slope" else 0)
+        cost = ev + jv + (0 if deriv == "jvp" else 2 * jv)
         per_setting[n, k, deriv] = dict(ems=ems, res=res, score=float(np.mean(score)), cost=cost)
 
     def cheapest_near_best(keys):
